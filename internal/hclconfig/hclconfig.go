@@ -246,3 +246,12 @@ func isAbsent(expr hcl.Expression) bool {
 	}
 	return false
 }
+
+// Path resolves a path from a config file relative to the file's directory,
+// as users expect of "keys/web-01.pub"; absolute and empty paths are kept.
+func Path(baseDir, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(baseDir, p)
+}

@@ -1,0 +1,281 @@
+package central
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+
+	"github.com/provtrail/provtrail/internal/hclconfig"
+)
+
+// Defaults for central.hcl.
+const (
+	DefaultListen          = "127.0.0.1:7443"
+	DefaultDataDir         = "/var/lib/provtrail-central"
+	DefaultAudience        = "provtrail"
+	DefaultLogOrigin       = "provtrail.local/log"
+	DefaultMaxRequestBytes = 16 << 20
+	DefaultMaxBodyBytes    = 64 << 20
+	DefaultMaxConcurrent   = 64
+	DefaultReadTimeout     = 30 * time.Second
+	DefaultGapTimeout      = 10 * time.Minute
+)
+
+// Config is central's runtime configuration, built once from central.hcl.
+type Config struct {
+	// Path is the file the configuration was read from.
+	Path      string
+	Central   Settings
+	TLS       TLSSettings
+	LogSigner LogSignerSettings
+	// Agents are the agents enrolled by configuration, keyed by id.
+	Agents []AgentEntry
+	// Body is the whole parsed file, for blocks other parts of central
+	// decode themselves (alert rules, notifiers).
+	Body hcl.Body
+	// EvalContext evaluates expressions in the file (env(), file()).
+	EvalContext *hcl.EvalContext
+}
+
+// Settings is the central block.
+type Settings struct {
+	Listen  string
+	DataDir string
+	// Audience is the id batches must be addressed to.
+	Audience string
+	// Dev allows plain HTTP, only on a loopback listen address.
+	Dev             bool
+	MaxRequestBytes int64
+	// MaxBodyBytes bounds a batch body after decompression.
+	MaxBodyBytes  int64
+	MaxConcurrent int
+	ReadTimeout   time.Duration
+	// GapTimeout is how long a chain gap may stay open before it alerts.
+	GapTimeout time.Duration
+	// Postgres, when set, is a PostgreSQL connection string used instead of
+	// the embedded SQLite store.
+	Postgres string
+}
+
+// TLSSettings is the tls block.
+type TLSSettings struct {
+	CertFile, KeyFile string
+	// ClientCAFile, when set, enables client certificate verification.
+	ClientCAFile      string
+	RequireClientCert bool
+}
+
+// LogSignerSettings is the log_signer block: the key that signs
+// transparency-log checkpoints.
+type LogSignerSettings struct {
+	KeyFile        string
+	PassphraseFile string
+	PassphraseEnv  string
+	// Origin is the log's name in its checkpoints (C2SP tlog-checkpoint).
+	Origin string
+}
+
+// AgentEntry is one agent "ID" block.
+type AgentEntry struct {
+	ID            string
+	PublicKeyFile string
+	// Revoked agents' batches are rejected; their history stays.
+	Revoked  bool
+	DefRange hcl.Range
+}
+
+type centralBlock struct {
+	Listen          *string        `hcl:"listen,optional"`
+	DataDir         *string        `hcl:"data_dir,optional"`
+	Audience        *string        `hcl:"audience,optional"`
+	Dev             *bool          `hcl:"dev,optional"`
+	MaxRequestBytes hcl.Expression `hcl:"max_request_bytes,optional"`
+	MaxBodyBytes    hcl.Expression `hcl:"max_body_bytes,optional"`
+	MaxConcurrent   *int           `hcl:"max_concurrent_requests,optional"`
+	ReadTimeout     hcl.Expression `hcl:"read_timeout,optional"`
+	GapTimeout      hcl.Expression `hcl:"gap_timeout,optional"`
+	Postgres        *string        `hcl:"postgres,optional"`
+}
+
+type tlsBlock struct {
+	CertFile          string  `hcl:"cert_file"`
+	KeyFile           string  `hcl:"key_file"`
+	ClientCAFile      *string `hcl:"client_ca_file,optional"`
+	RequireClientCert *bool   `hcl:"require_client_cert,optional"`
+}
+
+type logSignerBlock struct {
+	KeyFile        string  `hcl:"key_file"`
+	PassphraseFile *string `hcl:"passphrase_file,optional"`
+	PassphraseEnv  *string `hcl:"passphrase_env,optional"`
+	Origin         *string `hcl:"origin,optional"`
+}
+
+type agentBlock struct {
+	PublicKeyFile string `hcl:"public_key_file"`
+	Revoked       *bool  `hcl:"revoked,optional"`
+}
+
+// FileSchema lists central.hcl's top-level blocks. Parts of central that own
+// further blocks (alerts, notifiers) add theirs here.
+var FileSchema = &hcl.BodySchema{
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "central"},
+		{Type: "tls"},
+		{Type: "log_signer"},
+		{Type: "agent", LabelNames: []string{"id"}},
+	},
+}
+
+// LoadConfig reads and checks central.hcl, returning every problem found.
+func LoadConfig(path string) (*Config, hcl.Diagnostics) {
+	f, diags := hclconfig.Parse(path)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	cfg, more := DecodeConfig(f.Body, path)
+	return cfg, append(diags, more...)
+}
+
+// DecodeConfig decodes an already parsed central.hcl body.
+func DecodeConfig(body hcl.Body, path string) (*Config, hcl.Diagnostics) {
+	baseDir := filepath.Dir(path)
+	ctx := hclconfig.EvalContext(baseDir, nil)
+	content, diags := body.Content(FileSchema)
+	cfg := &Config{Path: path, Body: body, EvalContext: ctx}
+	seen := map[string]*hcl.Block{}
+	once := func(b *hcl.Block) bool {
+		if prev, dup := seen[b.Type]; dup {
+			diags = append(diags, hclconfig.Error(b.DefRange, "Duplicate "+b.Type+" block",
+				fmt.Sprintf("Only one %s block is allowed; the first is at %s.", b.Type, prev.DefRange)))
+			return false
+		}
+		seen[b.Type] = b
+		return true
+	}
+	agentIDs := map[string]hcl.Range{}
+	for _, b := range content.Blocks {
+		switch b.Type {
+		case "central":
+			if once(b) {
+				diags = append(diags, decodeCentral(b, ctx, &cfg.Central)...)
+			}
+		case "tls":
+			if once(b) {
+				var tb tlsBlock
+				d := gohcl.DecodeBody(b.Body, ctx, &tb)
+				diags = append(diags, d...)
+				if !d.HasErrors() {
+					cfg.TLS = TLSSettings{
+						CertFile:          hclconfig.Path(baseDir, tb.CertFile),
+						KeyFile:           hclconfig.Path(baseDir, tb.KeyFile),
+						ClientCAFile:      hclconfig.Path(baseDir, deref(tb.ClientCAFile, "")),
+						RequireClientCert: deref(tb.RequireClientCert, false),
+					}
+					if cfg.TLS.RequireClientCert && cfg.TLS.ClientCAFile == "" {
+						diags = append(diags, hclconfig.Error(b.DefRange, "Invalid tls block",
+							"require_client_cert needs client_ca_file."))
+					}
+				}
+			}
+		case "log_signer":
+			if once(b) {
+				var lb logSignerBlock
+				d := gohcl.DecodeBody(b.Body, ctx, &lb)
+				diags = append(diags, d...)
+				if !d.HasErrors() {
+					cfg.LogSigner = LogSignerSettings{
+						KeyFile:        hclconfig.Path(baseDir, lb.KeyFile),
+						PassphraseFile: hclconfig.Path(baseDir, deref(lb.PassphraseFile, "")),
+						PassphraseEnv:  deref(lb.PassphraseEnv, ""),
+						Origin:         deref(lb.Origin, DefaultLogOrigin),
+					}
+					if lb.PassphraseFile != nil && lb.PassphraseEnv != nil {
+						diags = append(diags, hclconfig.Error(b.DefRange, "Invalid log_signer block",
+							"Set at most one of passphrase_file and passphrase_env."))
+					}
+				}
+			}
+		case "agent":
+			id := b.Labels[0]
+			if prev, dup := agentIDs[id]; dup {
+				diags = append(diags, hclconfig.Error(b.LabelRanges[0], "Duplicate agent",
+					fmt.Sprintf("agent %q is already defined at %s.", id, prev)))
+				continue
+			}
+			agentIDs[id] = b.DefRange
+			var ab agentBlock
+			d := gohcl.DecodeBody(b.Body, ctx, &ab)
+			diags = append(diags, d...)
+			if !d.HasErrors() {
+				cfg.Agents = append(cfg.Agents, AgentEntry{
+					ID: id, PublicKeyFile: hclconfig.Path(baseDir, ab.PublicKeyFile),
+					Revoked: deref(ab.Revoked, false), DefRange: b.DefRange,
+				})
+			}
+		}
+	}
+	if seen["central"] == nil {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing central block",
+			Detail: "central configuration needs a central block.", Subject: body.MissingItemRange().Ptr()})
+	}
+	if seen["log_signer"] == nil {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing log_signer block",
+			Detail: "central needs a log_signer key to sign transparency-log checkpoints.", Subject: body.MissingItemRange().Ptr()})
+	}
+	if seen["tls"] == nil && !cfg.Central.Dev {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing tls block",
+			Detail:  "TLS is required outside dev mode (central { dev = true } allows plain HTTP on loopback only).",
+			Subject: body.MissingItemRange().Ptr()})
+	}
+	if seen["tls"] == nil && cfg.Central.Dev && cfg.Central.Listen != "" {
+		if host, _, err := net.SplitHostPort(cfg.Central.Listen); err == nil {
+			if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+				diags = append(diags, hclconfig.Error(seen["central"].DefRange, "Plain HTTP on a non-loopback address",
+					fmt.Sprintf("listen = %q: without a tls block central may only listen on a loopback address.", cfg.Central.Listen)))
+			}
+		}
+	}
+	return cfg, diags
+}
+
+func decodeCentral(b *hcl.Block, ctx *hcl.EvalContext, out *Settings) hcl.Diagnostics {
+	var cb centralBlock
+	diags := gohcl.DecodeBody(b.Body, ctx, &cb)
+	if diags.HasErrors() {
+		return diags
+	}
+	out.Listen = deref(cb.Listen, DefaultListen)
+	if _, _, err := net.SplitHostPort(out.Listen); err != nil {
+		diags = append(diags, hclconfig.Error(b.DefRange, "Invalid central.listen",
+			fmt.Sprintf("%q is not host:port.", out.Listen)))
+	}
+	out.DataDir = deref(cb.DataDir, DefaultDataDir)
+	out.Audience = deref(cb.Audience, DefaultAudience)
+	out.Dev = deref(cb.Dev, false)
+	out.Postgres = deref(cb.Postgres, "")
+	out.MaxConcurrent = deref(cb.MaxConcurrent, DefaultMaxConcurrent)
+	if out.MaxConcurrent < 1 {
+		diags = append(diags, hclconfig.Error(b.DefRange, "Invalid central.max_concurrent_requests", "Must be at least 1."))
+	}
+	var d hcl.Diagnostics
+	out.MaxRequestBytes, d = hclconfig.Size(cb.MaxRequestBytes, ctx, DefaultMaxRequestBytes)
+	diags = append(diags, d...)
+	out.MaxBodyBytes, d = hclconfig.Size(cb.MaxBodyBytes, ctx, DefaultMaxBodyBytes)
+	diags = append(diags, d...)
+	out.ReadTimeout, d = hclconfig.Duration(cb.ReadTimeout, ctx, DefaultReadTimeout)
+	diags = append(diags, d...)
+	out.GapTimeout, d = hclconfig.Duration(cb.GapTimeout, ctx, DefaultGapTimeout)
+	return append(diags, d...)
+}
+
+func deref[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}

@@ -1,0 +1,23 @@
+// Package all lists every collector type the provtrail binary knows. Adding
+// a source is one new folder under collectors/ and one line here.
+package all
+
+import (
+	"github.com/provtrail/provtrail/collectors"
+)
+
+// Factories returns the factories of every built-in collector type.
+func Factories() []collectors.Factory {
+	return []collectors.Factory{}
+}
+
+// Registry returns a registry of every built-in collector type.
+func Registry() *collectors.Registry {
+	r, err := collectors.NewRegistry(Factories()...)
+	if err != nil {
+		// The list above is fixed at compile time; a duplicate is a
+		// programming error that every test run catches.
+		panic(err)
+	}
+	return r
+}
