@@ -257,6 +257,12 @@ func (r *run) drain(ctx context.Context) error {
 				r.log.Warn("page token rejected; reading the window again from its start",
 					"collector", r.e.Name, "window", w.String(), "error", err)
 				page, r.st.Page = "", ""
+				if r.failures > 0 {
+					if err := r.backoff(ctx, w, err); err != nil {
+						return err
+					}
+				}
+				r.failures++
 				continue
 			}
 			if err := r.backoff(ctx, w, err); err != nil {
