@@ -1,0 +1,451 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/provtrail/provtrail/collectors"
+	"github.com/provtrail/provtrail/pipeline/positions"
+	"github.com/provtrail/provtrail/pipeline/spool"
+	"github.com/provtrail/provtrail/signer"
+)
+
+// Defaults for Config.
+const (
+	DefaultBatchMaxEvents    = 500
+	DefaultBatchMaxBytes     = 4 << 20
+	DefaultBatchMaxWait      = time.Second
+	DefaultPositionsInterval = time.Second
+	// envelopeAllowance is added to a body's size when waiting for spool
+	// space: the DSSE envelope, framing and positions.
+	envelopeAllowance = 8 << 10
+)
+
+// ErrStopped is returned by Emit once the pipeline is closing.
+var ErrStopped = errors.New("pipeline stopped")
+
+// Sealer signs a batch body into the agent's chain and hands it to store,
+// which must make it durable before returning nil. *signer.Chain
+// implements it.
+type Sealer interface {
+	Seal(ctx context.Context, body []byte, meta signer.Meta, store func(context.Context, signer.Batch) error) (signer.Batch, error)
+}
+
+// Config configures a Pipeline.
+type Config struct {
+	Spool     *spool.Spool
+	Positions *positions.Store
+	Chain     Sealer
+	// A batch closes when it holds BatchMaxEvents events, when adding the
+	// next event would take its NDJSON body past BatchMaxBytes, or
+	// BatchMaxWait after its first event.
+	BatchMaxEvents int
+	BatchMaxBytes  int64
+	BatchMaxWait   time.Duration
+	// Heartbeat, when positive, seals an empty batch whenever no batch was
+	// sealed for that long, so central can tell silence from loss.
+	Heartbeat time.Duration
+	// PositionsInterval is how often committed positions are written to
+	// the positions file (they are durable in the spool entries before
+	// that; see Recover).
+	PositionsInterval time.Duration
+	Metrics           *Metrics
+	Logger            *slog.Logger
+}
+
+// Pipeline takes records from collectors, redacts them, batches them,
+// signs each batch into the chain and appends it to the spool together
+// with the positions it covers. Forwarder takes it from there.
+type Pipeline struct {
+	cfg     Config
+	log     *slog.Logger
+	m       *Metrics
+	in      chan []item
+	closing chan struct{}
+	once    sync.Once
+	done    chan struct{}
+
+	// mu orders "positions set in the store" against CommitPositions.
+	mu         sync.Mutex
+	setThrough uint64 // highest spool index whose positions are in the store
+
+	// Batch being built; only Run touches these.
+	buf         bytes.Buffer
+	count       int
+	first, last time.Time
+	pos         map[string]collectors.Position
+	perKey      map[string]int
+	lastSeal    time.Time
+}
+
+type item struct {
+	key  string
+	line []byte
+	pos  collectors.Position
+	t    time.Time
+}
+
+// New creates a pipeline. Call Recover on the spool and positions store
+// first; through is the last spool index whose positions are in the store
+// (Recover's result).
+func New(cfg Config, through uint64) (*Pipeline, error) {
+	if cfg.Spool == nil || cfg.Positions == nil || cfg.Chain == nil {
+		return nil, errors.New("pipeline: Spool, Positions and Chain are required")
+	}
+	if cfg.BatchMaxEvents <= 0 {
+		cfg.BatchMaxEvents = DefaultBatchMaxEvents
+	}
+	if cfg.BatchMaxBytes <= 0 {
+		cfg.BatchMaxBytes = DefaultBatchMaxBytes
+	}
+	if cfg.BatchMaxWait <= 0 {
+		cfg.BatchMaxWait = DefaultBatchMaxWait
+	}
+	if cfg.PositionsInterval <= 0 {
+		cfg.PositionsInterval = DefaultPositionsInterval
+	}
+	p := &Pipeline{
+		cfg: cfg, log: cfg.Logger, m: cfg.Metrics,
+		in:         make(chan []item, 64),
+		closing:    make(chan struct{}),
+		done:       make(chan struct{}),
+		pos:        map[string]collectors.Position{},
+		perKey:     map[string]int{},
+		setThrough: through,
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.m == nil {
+		p.m = NewMetrics(prometheus.NewRegistry())
+	}
+	return p, nil
+}
+
+// Recover makes the positions store agree with the spool after a restart:
+// every entry still in the spool carries the positions it covers, and an
+// entry may have been appended without the positions file being written
+// afterwards. It applies them in order, commits the store, and returns
+// the last spool index.
+func Recover(sp *spool.Spool, ps *positions.Store, log *slog.Logger) (uint64, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	n := 0
+	err := sp.Scan(func(e spool.Entry, _ bool) error {
+		_, pos, err := decodeEntry(e.Data)
+		if err != nil {
+			// Checksummed but not ours: never happens unless someone
+			// wrote into the spool. Keep it; the forwarder sets it aside.
+			log.Error("spool entry cannot be decoded; its positions are ignored", "index", e.Index, "err", err)
+			return nil
+		}
+		ps.Set(pos)
+		n++
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("pipeline: recover positions from spool: %w", err)
+	}
+	if err := ps.Commit(); err != nil {
+		return 0, fmt.Errorf("pipeline: %w", err)
+	}
+	return sp.Stats().Last, nil
+}
+
+// LastStored returns the envelope of the newest batch in the spool, or nil
+// when the spool holds none. With the forwarder's last acknowledged
+// envelope as fallback it is signer.ChainConfig.LastStored.
+func LastStored(sp *spool.Spool) ([]byte, error) {
+	var last []byte
+	err := sp.Scan(func(e spool.Entry, _ bool) error {
+		last = e.Data
+		return nil
+	})
+	if err != nil || last == nil {
+		return nil, err
+	}
+	wire, _, err := decodeEntry(last)
+	if err != nil {
+		return nil, err
+	}
+	b, err := signer.UnmarshalBatch(wire, signer.Limits{})
+	if err != nil {
+		return nil, fmt.Errorf("newest spool entry: %w", err)
+	}
+	return b.Envelope, nil
+}
+
+// Emitter returns the Emitter for one collector instance; key is
+// "TYPE/NAME" and names its positions.
+func (p *Pipeline) Emitter(key string) collectors.Emitter {
+	return collectors.EmitFunc(func(ctx context.Context, recs ...collectors.Record) error {
+		return p.emit(ctx, key, recs)
+	})
+}
+
+func (p *Pipeline) emit(ctx context.Context, key string, recs []collectors.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	items := make([]item, 0, len(recs))
+	for i := range recs {
+		ev := recs[i].Event
+		ev.Changes = slices.Clone(ev.Changes)
+		if n := Redact(&ev); n > 0 {
+			p.m.Redactions.Add(float64(n))
+		}
+		line, err := json.Marshal(&ev)
+		if err != nil {
+			p.m.EncodeErrors.Inc()
+			p.log.Error("event cannot be encoded; skipped", "collector", key, "id", ev.ID, "err", err)
+			continue
+		}
+		t := ev.Time
+		if t.IsZero() {
+			t = ev.ObservedTime
+		}
+		items = append(items, item{key: key, line: append(line, '\n'), pos: recs[i].Position, t: t})
+	}
+	p.m.RecordsIn.WithLabelValues(key).Add(float64(len(recs)))
+	select {
+	case <-p.closing:
+		return ErrStopped
+	default:
+	}
+	select {
+	case p.in <- items:
+		return nil
+	default:
+	}
+	start := time.Now()
+	defer func() { p.m.EmitBlocked.Add(time.Since(start).Seconds()) }()
+	select {
+	case p.in <- items:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-p.closing:
+		return ErrStopped
+	}
+}
+
+// Run batches, seals and spools until Close is called (then it seals what
+// it holds and returns nil) or ctx is cancelled (then it returns at once;
+// records not yet spooled are read again after a restart, since their
+// positions were not committed).
+func (p *Pipeline) Run(ctx context.Context) error {
+	defer close(p.done)
+	p.lastSeal = time.Now()
+	var batchTimer <-chan time.Time
+	var timer *time.Timer
+	posTick := time.NewTicker(p.cfg.PositionsInterval)
+	defer posTick.Stop()
+	var hbTick <-chan time.Time
+	if p.cfg.Heartbeat > 0 {
+		t := time.NewTicker(min(p.cfg.Heartbeat/2, time.Second))
+		defer t.Stop()
+		hbTick = t.C
+	}
+	flush := func(ctx context.Context) error {
+		if timer != nil {
+			timer.Stop()
+			batchTimer = nil
+		}
+		return p.flush(ctx)
+	}
+	add := func(ctx context.Context, items []item) error {
+		for _, it := range items {
+			if p.count > 0 && int64(p.buf.Len()+len(it.line)) > p.cfg.BatchMaxBytes {
+				if err := flush(ctx); err != nil {
+					return err
+				}
+			}
+			p.addItem(it)
+			if p.count == 1 {
+				if timer == nil {
+					timer = time.NewTimer(p.cfg.BatchMaxWait)
+				} else {
+					timer.Reset(p.cfg.BatchMaxWait)
+				}
+				batchTimer = timer.C
+			}
+			if p.count >= p.cfg.BatchMaxEvents || int64(p.buf.Len()) >= p.cfg.BatchMaxBytes {
+				if err := flush(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.closing:
+			// Take what collectors already handed over, seal it, commit.
+			for {
+				select {
+				case items := <-p.in:
+					if err := add(ctx, items); err != nil {
+						return err
+					}
+					continue
+				default:
+				}
+				break
+			}
+			if err := flush(ctx); err != nil {
+				return err
+			}
+			_, err := p.CommitPositions()
+			return err
+		case items := <-p.in:
+			if err := add(ctx, items); err != nil {
+				return err
+			}
+		case <-batchTimer:
+			batchTimer = nil
+			if err := p.flush(ctx); err != nil {
+				return err
+			}
+		case <-posTick.C:
+			if _, err := p.CommitPositions(); err != nil {
+				p.log.Error("commit positions", "err", err)
+			}
+		case <-hbTick:
+			if p.count == 0 && time.Since(p.lastSeal) >= p.cfg.Heartbeat {
+				if err := p.flush(ctx); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+func (p *Pipeline) addItem(it item) {
+	p.buf.Write(it.line)
+	p.count++
+	if !it.t.IsZero() {
+		if p.first.IsZero() || it.t.Before(p.first) {
+			p.first = it.t
+		}
+		if it.t.After(p.last) {
+			p.last = it.t
+		}
+	}
+	if it.pos != nil {
+		p.pos[it.key] = it.pos
+	}
+	p.perKey[it.key]++
+}
+
+// flush seals the batch being built (a heartbeat when it is empty) and
+// spools it. A failure other than ctx ending is retried with backoff: the
+// batch stays in memory and collectors wait, so nothing is skipped.
+func (p *Pipeline) flush(ctx context.Context) error {
+	body := p.buf.Bytes()
+	if p.count == 0 {
+		body = nil
+	}
+	meta := signer.Meta{FirstTime: p.first, LastTime: p.last}
+	if p.count > 0 && meta.FirstTime.IsZero() {
+		meta.FirstTime, meta.LastTime = time.Now().UTC(), time.Now().UTC()
+	}
+	pos := p.pos
+	backoff := 100 * time.Millisecond
+	for {
+		if err := p.cfg.Spool.WaitForSpace(ctx, len(body)+envelopeAllowance); err != nil {
+			return fmt.Errorf("pipeline: wait for spool space: %w", err)
+		}
+		_, err := p.cfg.Chain.Seal(ctx, body, meta, func(ctx context.Context, b signer.Batch) error {
+			wire, err := signer.MarshalBatch(b)
+			if err != nil {
+				return err
+			}
+			entry := encodeEntry(wire, pos)
+			for {
+				idx, err := p.cfg.Spool.Append(entry)
+				if errors.Is(err, spool.ErrFull) {
+					if err := p.cfg.Spool.WaitForSpace(ctx, len(entry)); err != nil {
+						return err
+					}
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				p.mu.Lock()
+				p.cfg.Positions.Set(pos)
+				p.setThrough = idx
+				p.mu.Unlock()
+				return nil
+			}
+		})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("pipeline: seal: %w", ctx.Err())
+		}
+		p.m.SealErrors.Inc()
+		p.log.Error("cannot sign or spool a batch; retrying (collectors wait meanwhile)",
+			"events", p.count, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pipeline: seal: %w", ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+	if p.count == 0 {
+		p.m.Batches.WithLabelValues("heartbeat").Inc()
+	} else {
+		p.m.Batches.WithLabelValues("events").Inc()
+		p.m.BatchEvents.Observe(float64(p.count))
+		for k, n := range p.perKey {
+			p.m.RecordsOut.WithLabelValues(k).Add(float64(n))
+		}
+	}
+	p.lastSeal = time.Now()
+	p.buf.Reset()
+	if p.buf.Cap() > 4*int(p.cfg.BatchMaxBytes) {
+		p.buf = bytes.Buffer{}
+	}
+	p.count = 0
+	p.first, p.last = time.Time{}, time.Time{}
+	p.pos = map[string]collectors.Position{}
+	clear(p.perKey)
+	return nil
+}
+
+// CommitPositions writes the positions store and returns the highest
+// spool index whose positions are now in the positions file. The
+// forwarder acknowledges spool entries only up to that index, so that a
+// segment is never removed while the positions it holds exist nowhere
+// else.
+func (p *Pipeline) CommitPositions() (uint64, error) {
+	p.mu.Lock()
+	through := p.setThrough
+	p.mu.Unlock()
+	if err := p.cfg.Positions.Commit(); err != nil {
+		return 0, err
+	}
+	return through, nil
+}
+
+// Close asks Run to seal what it holds and return; Emit returns ErrStopped
+// from now on. It does not wait; see Done.
+func (p *Pipeline) Close() { p.once.Do(func() { close(p.closing) }) }
+
+// Done is closed when Run has returned.
+func (p *Pipeline) Done() <-chan struct{} { return p.done }

@@ -1,0 +1,327 @@
+package pipeline
+
+import (
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/provtrail/provtrail/collectors"
+	"github.com/provtrail/provtrail/event"
+	"github.com/provtrail/provtrail/internal/testenv"
+	"github.com/provtrail/provtrail/pipeline/positions"
+	"github.com/provtrail/provtrail/pipeline/spool"
+	"github.com/provtrail/provtrail/signer"
+)
+
+type rig struct {
+	dir   string
+	sp    *spool.Spool
+	ps    *positions.Store
+	chain *signer.Chain
+	p     *Pipeline
+	fw    *Forwarder
+	recv  *testenv.Receiver
+	id    *signer.PrivateKey
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	runErr chan error
+}
+
+type rigOptions struct {
+	spoolMax       int64
+	batchMaxEvents int
+	batchMaxWait   time.Duration
+	recv           *testenv.Receiver
+}
+
+func testIdentity(t testing.TB) *signer.PrivateKey {
+	t.Helper()
+	k, err := signer.GenerateKey(signer.KeyEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := signer.NewPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pk
+}
+
+func startRig(t *testing.T, dir string, id *signer.PrivateKey, o rigOptions) *rig {
+	t.Helper()
+	r := &rig{dir: dir, id: id, recv: o.recv, runErr: make(chan error, 2)}
+	if r.recv == nil {
+		r.recv = testenv.StartReceiver(t, testenv.ReceiverOptions{Audience: "test-central",
+			Agents: map[string]crypto.PublicKey{"host-1": id.Public()}, TLS: true})
+	}
+	var err error
+	r.sp, err = spool.Open(spool.Config{Dir: filepath.Join(dir, "spool"), MaxBytes: o.spoolMax, SegmentBytes: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.ps, err = positions.Open(filepath.Join(dir, "positions.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	through, err := Recover(r.sp, r.ps, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r.chain, err = signer.OpenChain(ctx, signer.ChainConfig{
+		Dir: filepath.Join(dir, "chain"), Audience: "test-central", AgentID: "host-1", Identity: id,
+		Encoding: signer.EncodingZstd,
+		LastStored: func(context.Context) ([]byte, error) {
+			env, err := LastStored(r.sp)
+			if env != nil || err != nil {
+				return env, err
+			}
+			return LastAckedEnvelope(dir)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.p, err = New(Config{Spool: r.sp, Positions: r.ps, Chain: r.chain,
+		BatchMaxEvents: o.batchMaxEvents, BatchMaxWait: o.batchMaxWait}, through)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := NewHTTPClient(TLSFiles{CAFile: r.recv.CAFile}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.fw, err = NewForwarder(ForwarderConfig{URL: r.recv.URL, Client: client, Spool: r.sp, Commit: r.p.CommitPositions,
+		StateDir: dir, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, AckInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	r.cancel = cancel
+	r.wg.Add(2)
+	go func() { defer r.wg.Done(); r.runErr <- r.p.Run(runCtx) }()
+	go func() { defer r.wg.Done(); r.runErr <- r.fw.Run(runCtx) }()
+	t.Cleanup(r.stop)
+	return r
+}
+
+// stop drains the pipeline and stops the forwarder.
+func (r *rig) stop() {
+	if r.cancel == nil {
+		return
+	}
+	r.p.Close()
+	select {
+	case <-r.p.Done():
+	case <-time.After(5 * time.Second):
+	}
+	r.cancel()
+	r.wg.Wait()
+	r.cancel = nil
+	r.chain.Close()
+	r.sp.Close()
+}
+
+func testEvent(i int) event.Event {
+	e := event.Event{
+		ID:           event.NewID("test", "host-1", strconv.Itoa(i)),
+		Time:         time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond),
+		ObservedTime: time.Now(),
+		Action:       event.UserCreate,
+		Actor:        event.Actor{Name: "root"},
+		Target:       event.Target{User: &event.User{Name: fmt.Sprintf("user%d", i)}},
+		Source:       event.Source{Collector: "test", Instance: "gen"},
+		Raw:          fmt.Sprintf("useradd[1]: new user: name=user%d", i),
+	}
+	e.Complete()
+	return e
+}
+
+func emitRange(t *testing.T, em collectors.Emitter, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if err := em.Emit(context.Background(), collectors.Record{Event: testEvent(i), Position: []byte(strconv.Itoa(i + 1))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// received returns the test event numbers central accepted, in order.
+func received(t *testing.T, recv *testenv.Receiver) []int {
+	t.Helper()
+	var out []int
+	for _, b := range recv.Batches() {
+		for _, line := range b.Events {
+			var e event.Event
+			if err := json.Unmarshal(line, &e); err != nil {
+				t.Fatal(err)
+			}
+			var n int
+			fmt.Sscanf(e.Target.User.Name, "user%d", &n)
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func checkExactlyOnceInOrder(t *testing.T, got []int, n int) {
+	t.Helper()
+	if len(got) != n {
+		t.Fatalf("central got %d events, want %d", len(got), n)
+	}
+	for i, v := range got {
+		if v != i {
+			t.Fatalf("event %d is user%d: order or exactly-once broken", i, v)
+		}
+	}
+}
+
+func TestEndToEnd(t *testing.T) {
+	id := testIdentity(t)
+	dir := t.TempDir()
+	r := startRig(t, dir, id, rigOptions{batchMaxEvents: 7, batchMaxWait: 20 * time.Millisecond})
+	em := r.p.Emitter("test/gen")
+	emitRange(t, em, 0, 100)
+	waitFor(t, "all events delivered", 10*time.Second, func() bool { return r.recv.EventCount() == 100 })
+	checkExactlyOnceInOrder(t, received(t, r.recv), 100)
+	waitFor(t, "spool acknowledged", 5*time.Second, func() bool { return r.sp.Stats().Pending == 0 })
+	r.stop()
+	// Positions were committed for the last record.
+	ps, err := positions.Open(filepath.Join(dir, "positions.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(ps.Get("test/gen")); got != "100" {
+		t.Fatalf("committed position = %q, want 100", got)
+	}
+	// Receipts were kept.
+	rc, err := os.ReadFile(filepath.Join(dir, "receipts", "receipts.ndjson"))
+	if err != nil || len(rc) == 0 {
+		t.Fatalf("receipts: %v (%d bytes)", err, len(rc))
+	}
+	// Restart: the chain continues the same stream.
+	r2 := startRig(t, dir, id, rigOptions{batchMaxEvents: 7, batchMaxWait: 20 * time.Millisecond, recv: r.recv})
+	emitRange(t, r2.p.Emitter("test/gen"), 100, 110)
+	waitFor(t, "events after restart", 10*time.Second, func() bool { return r.recv.EventCount() == 110 })
+	checkExactlyOnceInOrder(t, received(t, r.recv), 110)
+	streams := map[string]bool{}
+	for _, b := range r.recv.Batches() {
+		streams[b.Stream] = true
+	}
+	if len(streams) != 1 {
+		t.Fatalf("chain broke into %d streams", len(streams))
+	}
+}
+
+func TestReceiverDownFullSpoolPauses(t *testing.T) {
+	id := testIdentity(t)
+	dir := t.TempDir()
+	recv := testenv.StartReceiver(t, testenv.ReceiverOptions{Audience: "test-central",
+		Agents: map[string]crypto.PublicKey{"host-1": id.Public()}, TLS: true})
+	recv.SetDown(true)
+	r := startRig(t, dir, id, rigOptions{spoolMax: 64 << 10, batchMaxEvents: 5, batchMaxWait: 5 * time.Millisecond, recv: recv})
+	em := r.p.Emitter("test/gen")
+	var emitted atomic.Int64
+	done := make(chan struct{})
+	const n = 2000
+	go func() {
+		defer close(done)
+		for i := range n {
+			if err := em.Emit(context.Background(), collectors.Record{Event: testEvent(i), Position: []byte(strconv.Itoa(i + 1))}); err != nil {
+				return
+			}
+			emitted.Store(int64(i + 1))
+		}
+	}()
+	waitFor(t, "spool full", 20*time.Second, func() bool { return r.sp.Stats().Full })
+	// Collection is paused: the emitter stops advancing.
+	before := emitted.Load()
+	time.Sleep(300 * time.Millisecond)
+	if after := emitted.Load(); after != before || after == n {
+		t.Fatalf("emitter advanced from %d to %d while the spool was full", before, after)
+	}
+	if recv.EventCount() != 0 {
+		t.Fatal("receiver accepted while down")
+	}
+	recv.SetDown(false)
+	<-done
+	waitFor(t, "everything delivered", 30*time.Second, func() bool { return recv.EventCount() == n })
+	checkExactlyOnceInOrder(t, received(t, recv), n)
+	if v := recv.Verdicts(); v["accepted"] == 0 {
+		t.Fatalf("verdicts: %v", v)
+	}
+}
+
+func TestRejectedBatchSetAside(t *testing.T) {
+	id := testIdentity(t)
+	dir := t.TempDir()
+	recv := testenv.StartReceiver(t, testenv.ReceiverOptions{Audience: "test-central",
+		Agents: map[string]crypto.PublicKey{"host-1": id.Public()}, TLS: true})
+	recv.RejectSeq(1, "bad_signature")
+	r := startRig(t, dir, id, rigOptions{batchMaxEvents: 1, batchMaxWait: 5 * time.Millisecond, recv: recv})
+	emitRange(t, r.p.Emitter("test/gen"), 0, 3)
+	waitFor(t, "all batches answered", 10*time.Second, func() bool { return r.sp.Stats().Pending == 0 && r.sp.Stats().Last >= 3 })
+	kept, _ := filepath.Glob(filepath.Join(dir, "rejected", "*-seq-00000000000000000001.batch"))
+	if len(kept) != 1 {
+		entries, _ := os.ReadDir(filepath.Join(dir, "rejected"))
+		t.Fatalf("rejected batch not kept: %v", entries)
+	}
+	b, err := os.ReadFile(kept[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := signer.UnmarshalBatch(b, signer.Limits{}); err != nil {
+		t.Fatalf("kept batch is not the wire bytes: %v", err)
+	}
+	if v := recv.Verdicts(); v["bad_signature"] != 1 || v["gap"] == 0 {
+		t.Fatalf("verdicts: %v", v)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Duration{
+		"":                              0,
+		"3":                             3 * time.Second,
+		"-1":                            0,
+		"soon":                          0,
+		"Thu, 01 Jan 2026 00:00:10 GMT": 10 * time.Second,
+		"Wed, 31 Dec 2025 00:00:10 GMT": 0,
+	} {
+		if got := parseRetryAfter(in, now); got != want {
+			t.Errorf("parseRetryAfter(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestEmitAfterClose(t *testing.T) {
+	id := testIdentity(t)
+	r := startRig(t, t.TempDir(), id, rigOptions{})
+	r.p.Close()
+	<-r.p.Done()
+	err := r.p.Emitter("x/y").Emit(context.Background(), collectors.Record{Event: testEvent(1)})
+	if !errors.Is(err, ErrStopped) {
+		t.Fatalf("Emit after Close = %v", err)
+	}
+}

@@ -1,0 +1,88 @@
+package pipeline
+
+import (
+	"regexp"
+	"strings"
+
+	"github.com/provtrail/provtrail/event"
+)
+
+// Redaction is defence in depth: collectors already replace secrets with
+// event.Redacted, and this stage catches what slipped through before an
+// event is spooled, sent or logged. It looks for the shapes secrets take in
+// provisioning sources: crypt(3) hashes, LDAP {SCHEME} password values,
+// name=value pairs whose name says "password", "secret" or "token", bearer
+// tokens, PEM private keys; and it blanks the old and new values of changed
+// fields whose name says they hold a secret.
+
+var (
+	reCrypt  = regexp.MustCompile(`\$(?:1|2a|2b|2x|2y|5|6|7|y|gy|sha1|md5|argon2id|argon2i|pbkdf2-sha256|pbkdf2-sha512)\$[A-Za-z0-9./+=$,-]{4,}`)
+	reLDAP   = regexp.MustCompile(`(?i)\{(?:SSHA|SSHA256|SSHA384|SSHA512|SHA|SHA256|SHA384|SHA512|MD5|SMD5|CRYPT|PBKDF2[A-Z0-9_-]*|ARGON2|CLEARTEXT|BCRYPT)\}[A-Za-z0-9+/=$.,:_-]*`)
+	reKV     = regexp.MustCompile(`(?i)((?:^|[^A-Za-z0-9])(?:password|passwd|passphrase|pwd|userpassword|unicodepwd|secret|client_secret|token|access_token|refresh_token|api_?key|access_?key|secret_?key|private_?key)(?:"\s*:\s*|\s*=\s*|\s*::?\s+))("[^"]*"|'[^']*'|[^\s,;&"']+)`)
+	reBearer = regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}`)
+	rePEM    = regexp.MustCompile(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)`)
+	// reSecretField matches names of change fields that hold secrets.
+	reSecretField = regexp.MustCompile(`(?i)(password|passwd|passphrase|userpassword|unicodepwd|pwd|secret|token|private_?key|credential_value|hash)`)
+	// reNotSecretField matches names that only describe a secret (when it
+	// changed, its type, its policy) and keep their values.
+	reNotSecretField = regexp.MustCompile(`(?i)(time|date|last|age|expir|changed|min|max|warn|inactiv|status|type|policy|count|length|algorithm|scheme|must|never|required)`)
+)
+
+// RedactString replaces every secret-looking value in s with
+// event.Redacted and reports how many it replaced.
+func RedactString(s string) (string, int) {
+	if s == "" || s == event.Redacted {
+		return s, 0
+	}
+	n := 0
+	s = rePEM.ReplaceAllStringFunc(s, func(string) string { n++; return event.Redacted })
+	s = reCrypt.ReplaceAllStringFunc(s, func(string) string { n++; return event.Redacted })
+	s = reLDAP.ReplaceAllStringFunc(s, func(string) string { n++; return event.Redacted })
+	s = reBearer.ReplaceAllStringFunc(s, func(m string) string {
+		n++
+		return m[:strings.IndexAny(m, " \t")+1] + event.Redacted
+	})
+	s = reKV.ReplaceAllStringFunc(s, func(m string) string {
+		sub := reKV.FindStringSubmatch(m)
+		if sub[2] == event.Redacted || strings.Trim(sub[2], `"'`) == event.Redacted {
+			return m
+		}
+		n++
+		return sub[1] + event.Redacted
+	})
+	return s, n
+}
+
+// secretField reports whether a change field holds a secret value.
+func secretField(name string) bool {
+	return reSecretField.MatchString(name) && !reNotSecretField.MatchString(name)
+}
+
+// Redact replaces secrets in e in place and returns how many values it
+// replaced.
+func Redact(e *event.Event) int {
+	n := 0
+	red := func(p *string) {
+		var k int
+		*p, k = RedactString(*p)
+		n += k
+	}
+	red(&e.Raw)
+	for i := range e.Changes {
+		c := &e.Changes[i]
+		if secretField(c.Field) {
+			for _, v := range []*string{&c.Old, &c.New} {
+				if *v != "" && *v != event.Redacted {
+					*v = event.Redacted
+					n++
+				}
+			}
+			continue
+		}
+		red(&c.Old)
+		red(&c.New)
+	}
+	red(&e.Origin.UserAgent)
+	red(&e.Source.Cursor)
+	return n
+}
