@@ -550,12 +550,15 @@ func (v *Verifier) decode(_ context.Context, enc Encoding, body []byte, rawLen i
 	}
 	out := make([]byte, rawLen)
 	n, err := io.ReadFull(r, out)
+	if isSizeLimitErr(err) {
+		return nil, TooLarge, fmt.Sprintf("%s body exceeds a decoder limit: %v", enc, err)
+	}
 	if err != nil {
 		return nil, BodyMismatch, fmt.Sprintf("%s body decodes to %d bytes, header says raw_len %d (%v)", enc, n, rawLen, err)
 	}
 	var one [1]byte
 	m, err := io.ReadFull(r, one[:])
-	if m != 0 {
+	if m != 0 || isSizeLimitErr(err) {
 		// More output than declared: a decompression bomb or a lying header. Reading
 		// stopped after raw_len+1 bytes.
 		return nil, TooLarge, fmt.Sprintf("%s body decodes to more than raw_len %d bytes", enc, rawLen)
@@ -564,4 +567,10 @@ func (v *Verifier) decode(_ context.Context, enc Encoding, body []byte, rawLen i
 		return nil, BodyMismatch, fmt.Sprintf("%s body has undecodable trailing data: %v", enc, err)
 	}
 	return out, 0, ""
+}
+
+// isSizeLimitErr reports decoder errors caused by our resource limits (window or output
+// size), which are TooLarge rather than BodyMismatch.
+func isSizeLimitErr(err error) bool {
+	return errors.Is(err, zstd.ErrWindowSizeExceeded) || errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrFrameSizeExceeded)
 }
