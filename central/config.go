@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 
+	"github.com/provtrail/provtrail/central/alerts"
 	"github.com/provtrail/provtrail/internal/hclconfig"
 )
 
@@ -34,8 +35,9 @@ type Config struct {
 	LogSigner LogSignerSettings
 	// Agents are the agents enrolled by configuration, keyed by id.
 	Agents []AgentEntry
-	// Body is the whole parsed file, for blocks other parts of central
-	// decode themselves (alert rules, notifiers).
+	// Alerts holds the alert rules, notifiers and variables.
+	Alerts *alerts.Config
+	// Body is the whole parsed file.
 	Body hcl.Body
 	// EvalContext evaluates expressions in the file (env(), file()).
 	EvalContext *hcl.EvalContext
@@ -120,14 +122,16 @@ type agentBlock struct {
 	Revoked       *bool  `hcl:"revoked,optional"`
 }
 
-// FileSchema lists central.hcl's top-level blocks. Parts of central that own
-// further blocks (alerts, notifiers) add theirs here.
+// FileSchema lists central.hcl's top-level blocks.
 var FileSchema = &hcl.BodySchema{
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "central"},
 		{Type: "tls"},
 		{Type: "log_signer"},
 		{Type: "agent", LabelNames: []string{"id"}},
+		{Type: "variables"},
+		{Type: "alert", LabelNames: []string{"name"}},
+		{Type: "notifier", LabelNames: []string{"type", "name"}},
 	},
 }
 
@@ -219,6 +223,9 @@ func DecodeConfig(body hcl.Body, path string) (*Config, hcl.Diagnostics) {
 			}
 		}
 	}
+	alertCfg, adiags := alerts.DecodeConfig(content.Blocks, ctx)
+	diags = append(diags, adiags...)
+	cfg.Alerts = alertCfg
 	if seen["central"] == nil {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing central block",
 			Detail: "central configuration needs a central block.", Subject: body.MissingItemRange().Ptr()})

@@ -21,3 +21,40 @@ log_signer {
 agent "web-01" {
   public_key_file = "keys/web-01.pub"
 }
+
+# Alert rules: `when` is an HCL expression over the stored event; see
+# docs/operations.md for the built-in alerts that are always on.
+variables {
+  privileged_groups = ["sudo", "wheel", "admins", "adm", "docker"]
+}
+
+alert "privileged_grant" {
+  when     = event.action == "group.member.add" && contains(var.privileged_groups, event.target.group.name)
+  severity = "high"
+  notify   = ["oncall"]
+}
+
+alert "grant_burst" {
+  when     = event.action == "privilege.grant"
+  group_by = [event.actor.name]
+  threshold {
+    count  = 5
+    within = "10m"
+  }
+  notify = ["oncall"]
+}
+
+alert "short_lived_account" {
+  sequence {
+    first  = event.action == "user.create"
+    then   = event.action == "user.delete"
+    same   = [event.target.user.name, event.origin.host]
+    within = "1h"
+  }
+  notify = ["oncall"]
+}
+
+notifier "webhook" "oncall" {
+  url    = env("ONCALL_WEBHOOK", "https://hooks.example.com/provtrail")
+  format = "slack"
+}

@@ -29,6 +29,7 @@ func commands() map[string]command {
 		"version":  {"print version, commit and Go version", runVersion},
 		"validate": {"check agent.hcl or central.hcl and print FILE:LINE:COL diagnostics", runValidate},
 		"parse":    {"run one collector's parser over files or stdin and print events as NDJSON", runParse},
+		"keygen":   {"generate an agent or log signing key pair (encrypted PEM)", runKeygen},
 	}
 }
 
