@@ -149,9 +149,9 @@ func (r *Receiver) EventCount() int {
 }
 
 type receipt struct {
-	Verdict  string `json:"verdict"`
-	Reason   string `json:"reason,omitempty"`
-	LogIndex *int64 `json:"log_index,omitempty"`
+	Verdict  string  `json:"verdict"`
+	Reason   string  `json:"reason,omitempty"`
+	LogIndex *uint64 `json:"log_index,omitempty"`
 }
 
 func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
@@ -222,6 +222,6 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
 		}
 		r.batches = append(r.batches, rb)
 	}
-	idx := int64(len(r.batches) - 1)
+	idx := uint64(len(r.batches))
 	answer(res.Verdict.HTTPStatus(), receipt{Verdict: res.Verdict.String(), Reason: res.Reason, LogIndex: &idx})
 }

@@ -62,7 +62,8 @@ type SlapdOptions struct {
 // Slapd is a running OpenLDAP server with a cn=accesslog database (the
 // accesslog overlay logs every write, failures included, with old values of
 // modified attributes and objectClass) and the audited dc=example,dc=com
-// database, both with syncprov.
+// database, both with syncprov, and ppolicy on the audited database (no
+// default policy, so cleartext passwords are stored and logged as sent).
 type Slapd struct {
 	// URL is ldap://127.0.0.1:PORT.
 	URL  string
@@ -304,6 +305,7 @@ olcModulePath: ` + SlapdModules + `
 olcModuleLoad: {0}back_mdb
 olcModuleLoad: {1}accesslog
 olcModuleLoad: {2}syncprov
+olcModuleLoad: {3}ppolicy
 
 dn: cn=schema,cn=config
 objectClass: olcSchemaConfig
@@ -373,6 +375,11 @@ dn: olcOverlay={1}syncprov,olcDatabase={2}mdb,cn=config
 objectClass: olcOverlayConfig
 objectClass: olcSyncProvConfig
 olcOverlay: {1}syncprov
+
+dn: olcOverlay={2}ppolicy,olcDatabase={2}mdb,cn=config
+objectClass: olcOverlayConfig
+objectClass: olcPPolicyConfig
+olcOverlay: {2}ppolicy
 ` + opt.ExtraDatabases
 	return strings.ReplaceAll(cfg, "@DIR@", dir)
 }

@@ -60,7 +60,7 @@ func (c *Collector) Run(ctx context.Context, start collectors.Position, out coll
 		c.problem(collectors.Problem{Where: "position", Reason: err.Error() + "; starting from the beginning of the log"})
 	}
 	resumed := len(start) > 0 && err == nil
-	st := &runState{pos: pos, resumed: resumed, gaps: map[string]bool{}}
+	st := &runState{pos: pos, resumed: resumed, gaps: map[string]string{}}
 	bo := conn.Backoff{Min: c.MinBackoff, Max: c.MaxBackoff}
 	for {
 		began := time.Now()
@@ -89,7 +89,10 @@ type runState struct {
 	resumed  bool
 	poll     bool
 	progress bool
-	gaps     map[string]bool
+	// fullRefresh asks the next sync search for a refresh without cookie.
+	fullRefresh bool
+	// gaps holds, per server id, the newest minCSN already reported.
+	gaps map[string]string
 }
 
 func (c *Collector) problem(p collectors.Problem) {
@@ -126,16 +129,16 @@ func (c *Collector) checkGap(l *ldap.Conn, st *runState) error {
 	if len(res.Entries) == 0 {
 		return nil
 	}
-	for _, min := range res.Entries[0].GetAttributeValues("minCSN") {
-		sid := csnSID(min)
+	for _, purged := range res.Entries[0].GetAttributeValues("minCSN") {
+		sid := csnSID(purged)
 		have, ok := st.pos.CSN[sid]
-		if !ok || have >= min || st.gaps[min] {
+		if !ok || have >= purged || st.gaps[sid] >= purged {
 			continue
 		}
-		st.gaps[min] = true
+		st.gaps[sid] = purged
 		msg := fmt.Sprintf("gap: entries up to CSN %s were purged from %s before they were read (resume point %s); changes in between are lost",
-			min, c.cfg.BaseDN, have)
-		c.log.Error("accesslog gap", "purged_up_to", min, "resume_point", have)
+			purged, c.cfg.BaseDN, have)
+		c.log.Error("accesslog gap", "purged_up_to", purged, "resume_point", have)
 		c.problem(collectors.Problem{Where: conn.Server(c.cfg.URL) + "/" + c.cfg.BaseDN, Reason: msg})
 	}
 	return nil
@@ -150,6 +153,9 @@ func (c *Collector) syncLoop(ctx context.Context, l *ldap.Conn, st *runState, ou
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cookie := st.pos.syncCookie()
+	if st.fullRefresh {
+		cookie = nil
+	}
 	resp := l.Syncrepl(sctx, c.searchRequest("(objectClass=auditWriteObject)"), 64,
 		ldap.SyncRequestModeRefreshAndPersist, cookie, false)
 	for resp.Next() {
@@ -171,6 +177,9 @@ func (c *Collector) syncLoop(ctx context.Context, l *ldap.Conn, st *runState, ou
 				newCookie = v.Cookie
 			}
 		}
+		if len(newCookie) > 0 {
+			st.fullRefresh = false
+		}
 		if e := resp.Entry(); e != nil {
 			if err := c.handle(ctx, fromLDAP(e), st, newCookie, out); err != nil {
 				return err
@@ -188,9 +197,11 @@ func (c *Collector) syncLoop(ctx context.Context, l *ldap.Conn, st *runState, ou
 	case conn.IsCode(err, ldap.LDAPResultUnavailableCriticalExtension, ldap.LDAPResultUnwillingToPerform):
 		return errNoSync
 	case conn.IsCode(err, ldap.LDAPResultSyncRefreshRequired):
-		// The server cannot resume from the cookie: refresh in full; the
-		// stored CSNs skip what was already emitted.
+		// The server cannot resume from the cookie (the log was purged
+		// past it): refresh in full; the stored CSNs skip what was
+		// already emitted.
 		st.pos.Cookie = nil
+		st.fullRefresh = true
 		return fmt.Errorf("sync refresh required: %w", err)
 	case err == nil:
 		return errors.New("sync search ended")
