@@ -1,0 +1,43 @@
+// Package authlog reads Linux auth files (/var/log/auth.log, /var/log/secure)
+// and turns the shadow-utils, PAM, sudo and su lines in them into one
+// provisioning event per real change.
+//
+// # Layouts
+//
+// Three syslog file layouts are read, detected per line:
+//
+//	traditional  Nov 25 17:37:08 host useradd[19571]: new user: ...          (Ubuntu, RHEL, Debian <= 11)
+//	RFC 3339     2026-11-25T17:37:08.456929+00:00 host useradd[19571]: ...   (Debian 12's default)
+//	RFC 5424     <86>1 2026-11-25T17:37:08.456929+00:00 host useradd 19571 - - new user: ...
+//
+// The traditional layout has no year and no zone: the zone is configured
+// (timezone, default Local) and the year is fixed (year) or inferred as the
+// latest year that does not put the line more than a day in the future.
+//
+// # Events
+//
+// useradd, usermod, userdel, groupadd, groupmod, groupdel, gpasswd, passwd,
+// chpasswd, newusers (pam_unix chauthtok), chage, chfn and chsh lines become
+// events. Twin lines one process writes for the same change (group and
+// shadow group, /etc/group and /etc/gshadow, groupadd's three lines) are
+// merged into one event whose Raw keeps every line. Membership of a
+// privileged group (sudo, wheel, ...) is privilege.grant / privilege.revoke.
+//
+// The tools do not say who ran them, except gpasswd and passwd ("by root").
+// When a sudo line on the same host ran the tool shortly before, with the
+// change's target among its arguments, the actor is the sudo user (auth
+// "sudo", on behalf of sudo's run-as user). Inside the only open su session
+// on the host, the actor is the user who ran su. Otherwise it is unknown;
+// the audit and journald collectors know more.
+//
+// Event ids are derived from host, time (to the second), program, pid and
+// the change itself, so the same line read twice, or either of two twin
+// lines read alone, gives the same id.
+//
+// # Collector
+//
+// The collector follows its files by name (see tail.go): it survives rename
+// rotation (draining the old file first), copytruncate, a restart while the
+// position is in path.1, files that do not exist yet, and partial last
+// lines. Its Position is JSON (see position).
+package authlog
