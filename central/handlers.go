@@ -336,10 +336,12 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 
 // AgentView is one agent in GET /v1/agents.
 type AgentView struct {
-	ID         string       `json:"id"`
-	Status     AgentStatus  `json:"status"`
-	Source     string       `json:"source"`
-	Hostname   string       `json:"hostname,omitempty"`
+	ID       string      `json:"id"`
+	Status   AgentStatus `json:"status"`
+	Source   string      `json:"source"`
+	Hostname string      `json:"hostname,omitempty"`
+	// PublicKey is the enrolled identity key (PEM).
+	PublicKey  string       `json:"public_key"`
 	EnrolledAt time.Time    `json:"enrolled_at"`
 	LastSeen   time.Time    `json:"last_seen,omitzero"`
 	Streams    []StreamView `json:"streams"`
@@ -380,7 +382,7 @@ func AgentViews(ctx context.Context, store Store) ([]AgentView, error) {
 	}
 	out := make([]AgentView, 0, len(agents))
 	for _, a := range agents {
-		v := AgentView{ID: a.ID, Status: a.Status, Source: a.Source, Hostname: a.Hostname, EnrolledAt: a.EnrolledAt, LastSeen: a.LastSeen, Streams: by[a.ID]}
+		v := AgentView{ID: a.ID, Status: a.Status, Source: a.Source, Hostname: a.Hostname, PublicKey: string(a.PublicKey), EnrolledAt: a.EnrolledAt, LastSeen: a.LastSeen, Streams: by[a.ID]}
 		if v.Streams == nil {
 			v.Streams = []StreamView{}
 		}
