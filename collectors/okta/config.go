@@ -1,11 +1,7 @@
 package okta
 
 import (
-	"fmt"
-	"net"
 	"net/url"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -93,7 +89,7 @@ func (c *Config) Validate() hcl.Diagnostics {
 		if raw == "" {
 			raw = "https://" + c.Domain
 		}
-		u, err := ParseBaseURL(raw)
+		u, err := window.BaseURL(raw)
 		if err != nil {
 			bad("Invalid okta endpoint", err.Error())
 		}
@@ -108,47 +104,7 @@ func (c *Config) Validate() hcl.Diagnostics {
 	return diags
 }
 
-// ParseBaseURL accepts an https URL, or http for a loopback host (tests).
-func ParseBaseURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(strings.TrimRight(raw, "/"))
-	if err != nil {
-		return nil, fmt.Errorf("%q: %w", raw, err)
-	}
-	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("%q must be a URL such as https://acme.okta.com", raw)
-	}
-	if u.Scheme != "https" && (u.Scheme != "http" || !isLoopback(u.Hostname())) {
-		return nil, fmt.Errorf("%q: the API token is sent only over https (http is allowed for loopback test servers)", raw)
-	}
-	return u, nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // token returns the SSWS API token from the config, token_file or env.
 func (c *Config) token() (string, error) {
-	switch {
-	case c.Token != "":
-		return c.Token, nil
-	case c.TokenFile != "":
-		b, err := os.ReadFile(c.TokenFile)
-		if err != nil {
-			return "", fmt.Errorf("read token_file: %w", err)
-		}
-		t := strings.TrimSpace(string(b))
-		if t == "" {
-			return "", fmt.Errorf("token_file %s is empty", c.TokenFile)
-		}
-		return t, nil
-	}
-	if t := strings.TrimSpace(os.Getenv(TokenEnv)); t != "" {
-		return t, nil
-	}
-	return "", fmt.Errorf("no Okta API token: set token, token_file or $%s", TokenEnv)
+	return window.Secret("Okta API token", c.Token, c.TokenFile, TokenEnv)
 }
