@@ -75,7 +75,7 @@ func TestDrift(t *testing.T) {
 		mk(10, event.GroupMemberAdd, "a", "kept", "sudo"),   // granted, never revoked
 		mk(11, event.GroupMemberAdd, "a", "undone", "sudo"), // granted then revoked
 		mk(12, event.GroupMemberRemove, "a", "undone", "sudo"),
-		mk(25, event.GroupMemberAdd, "a", "late", "sudo"),   // after the window
+		mk(25, event.GroupMemberAdd, "a", "late", "sudo"),    // after the window
 		mk(26, event.GroupMemberRemove, "a", "kept", "sudo"), // revoked after the window: still drift at `to`
 	}
 	idx := make([]int64, len(events))
