@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/go-ldap/ldap/v3"
 )
 
 // Slapd binaries and paths of Debian's slapd package.
@@ -53,9 +55,13 @@ type SlapdOptions struct {
 	// ExtraDatabases is LDIF of further olcDatabase entries, numbered from
 	// {3}; @DIR@ is replaced by the instance directory.
 	ExtraDatabases string
+	// ExtraDirs are created under the instance directory (for
+	// ExtraDatabases' olcDbDirectory).
+	ExtraDirs []string
 	// RootDSE is the content of an LDIF file of extra root DSE attributes
 	// (olcRootDSE); the file can be rewritten with WriteRootDSE before a
-	// Restart.
+	// Restart. Attribute types it uses that the standard schemas lack go
+	// in ExtraSchema.
 	RootDSE string
 }
 
@@ -97,7 +103,7 @@ func StartSlapd(t testing.TB, opt SlapdOptions) *Slapd {
 	t.Helper()
 	need(t, SlapdBin, SlapaddBin)
 	dir := t.TempDir()
-	for _, d := range []string{"slapd.d", "accesslog", "data", "extra"} {
+	for _, d := range append([]string{"slapd.d", "accesslog", "data", "extra"}, opt.ExtraDirs...) {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -155,6 +161,24 @@ userPassword: ` + SlapdReaderPW + "\n"
 	s.URL = fmt.Sprintf("ldap://127.0.0.1:%d", s.Port)
 	s.Start()
 	t.Cleanup(func() { s.Stop() })
+	if opt.RootDSE != "" {
+		// Set at run time: in cn=config's own entry the file would be
+		// read before the schema that defines its attributes. From
+		// slapd.d, later starts read it in the right order.
+		c, err := ldap.DialURL(s.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Bind(SlapdConfigDN, SlapdConfigPW); err != nil {
+			t.Fatal(err)
+		}
+		m := ldap.NewModifyRequest("cn=config", nil)
+		m.Add("olcRootDSE", []string{filepath.Join(dir, "extra", "rootdse.ldif")})
+		if err := c.Modify(m); err != nil {
+			t.Fatalf("set olcRootDSE: %v", err)
+		}
+	}
 	return s
 }
 
@@ -276,10 +300,6 @@ func slapdConfig(dir string, opt SlapdOptions) string {
 	if purge == "" {
 		purge = "07+00:00 01+00:00"
 	}
-	rootDSE := ""
-	if opt.RootDSE != "" {
-		rootDSE = "olcRootDSE: " + filepath.Join(dir, "extra", "rootdse.ldif") + "\n"
-	}
 	logSyncprov := `
 dn: olcOverlay={0}syncprov,olcDatabase={1}mdb,cn=config
 objectClass: olcOverlayConfig
@@ -297,7 +317,7 @@ cn: config
 olcPidFile: @DIR@/slapd.pid
 olcArgsFile: @DIR@/slapd.args
 olcLogLevel: none
-` + rootDSE + `
+
 dn: cn=module{0},cn=config
 objectClass: olcModuleList
 cn: module{0}

@@ -31,7 +31,7 @@ func FuzzParse(f *testing.F) {
 		if err := p.Parse(context.Background(), strings.NewReader(string(in)), "fuzz", &s); err != nil {
 			t.Fatal(err)
 		}
-		for _, e := range s.events() {
+		for _, e := range s.Events() {
 			if err := event.Validate(&e); err != nil {
 				t.Fatalf("invalid event: %v", err)
 			}

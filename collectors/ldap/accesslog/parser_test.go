@@ -4,83 +4,24 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/provtrail/provtrail/collectors"
+	"github.com/provtrail/provtrail/collectors/ldap/internal/ldaptest"
 	"github.com/provtrail/provtrail/event"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-// sink records what a collector or parser emitted.
-type sink struct {
-	mu   sync.Mutex
-	recs []collectors.Record
-}
+type (
+	sink     = ldaptest.Sink
+	problems = ldaptest.Problems
+)
 
-func (s *sink) Emit(_ context.Context, recs ...collectors.Record) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.recs = append(s.recs, recs...)
-	return nil
-}
-
-func (s *sink) events() []event.Event {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]event.Event, len(s.recs))
-	for i, r := range s.recs {
-		out[i] = r.Event
-	}
-	return out
-}
-
-type problems struct {
-	mu  sync.Mutex
-	all []collectors.Problem
-}
-
-func (p *problems) Report(x collectors.Problem) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.all = append(p.all, x)
-}
-
-func (p *problems) list() []collectors.Problem {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]collectors.Problem(nil), p.all...)
-}
-
-// summary is one line per event: what a reviewer checks against the
-// normalisation table.
-func summary(e event.Event) string {
-	var tgt []string
-	if u := e.Target.User; u != nil {
-		tgt = append(tgt, "user="+firstNonEmpty(u.Name, u.ID))
-	}
-	if g := e.Target.Group; g != nil {
-		tgt = append(tgt, "group="+g.Name)
-	}
-	if len(e.Target.Privileges) > 0 {
-		tgt = append(tgt, "priv="+strings.Join(e.Target.Privileges, ";"))
-	}
-	var ch []string
-	for _, c := range e.Changes {
-		s := c.Field
-		if c.Old != "" || c.New != "" {
-			s += "(" + c.Old + "->" + c.New + ")"
-		}
-		ch = append(ch, s)
-	}
-	return fmt.Sprintf("%s %s actor=%s/%s %s [%s]", e.Action, e.Outcome, e.Actor.Name, e.Actor.Type,
-		strings.Join(tgt, " "), strings.Join(ch, " "))
-}
+func summary(e event.Event) string { return ldaptest.Summary(e) }
 
 func firstNonEmpty(xs ...string) string {
 	for _, x := range xs {
@@ -114,7 +55,7 @@ func TestParseGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			var lines []string
-			for _, e := range s.events() {
+			for _, e := range s.Events() {
 				if err := event.Validate(&e); err != nil {
 					t.Errorf("invalid event %s: %v", summary(e), err)
 				}
@@ -126,7 +67,7 @@ func TestParseGolden(t *testing.T) {
 				}
 				lines = append(lines, summary(e))
 			}
-			for _, pr := range probs.list() {
+			for _, pr := range probs.List() {
 				lines = append(lines, "problem: "+pr.String())
 			}
 			got := strings.Join(lines, "\n") + "\n"

@@ -3,7 +3,6 @@ package accesslog
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -80,12 +79,11 @@ func (r *running) stop() {
 }
 
 func (r *running) lastPosition() collectors.Position {
-	r.sink.mu.Lock()
-	defer r.sink.mu.Unlock()
-	if len(r.sink.recs) == 0 {
+	recs := r.sink.Records()
+	if len(recs) == 0 {
 		return nil
 	}
-	return r.sink.recs[len(r.sink.recs)-1].Position
+	return recs[len(recs)-1].Position
 }
 
 // waitFor waits until the sink holds n events.
@@ -93,10 +91,10 @@ func waitFor(t *testing.T, s *sink, n int) []event.Event {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		evs := s.events()
+		evs := s.Events()
 		if len(evs) >= n {
 			time.Sleep(300 * time.Millisecond) // catch extras
-			return s.events()
+			return s.Events()
 		}
 		if time.Now().After(deadline) {
 			var got []string
@@ -321,8 +319,8 @@ func TestSyncAgainstSlapd(t *testing.T) {
 	if m := byAction(event.UserModify); len(m.Changes) != 1 || m.Changes[0].Field != "loginShell" || m.Changes[0].New != "" {
 		t.Errorf("user.modify changes = %+v, want loginShell by name only", m.Changes)
 	}
-	if len(r1.probs.list()) != 0 {
-		t.Errorf("problems: %v", r1.probs.list())
+	if len(r1.probs.List()) != 0 {
+		t.Errorf("problems: %v", r1.probs.List())
 	}
 	pos := r1.lastPosition()
 	r1.stop()
@@ -372,9 +370,7 @@ func TestResumeMidEntry(t *testing.T) {
 		"group.member.add success user=alice,group=sudo", "privilege.grant success user=alice,group=sudo",
 		"group.member.add success user=bob,group=sudo", "privilege.grant success user=bob,group=sudo"}
 	checkEvents(t, evs, want)
-	r1.sink.mu.Lock()
-	mid := r1.sink.recs[1].Position
-	r1.sink.mu.Unlock()
+	mid := r1.sink.Records()[1].Position
 	r1.stop()
 	r2 := startCollector(t, cfg, mid)
 	evs2 := waitFor(t, r2.sink, 3)
@@ -439,10 +435,8 @@ func TestPurgeGap(t *testing.T) {
 	r2 := startCollector(t, cfg, pos)
 	admin.add(people("p3"), userAttrs("p3", "pw-p3", 3))
 	checkEvents(t, waitFor(t, r2.sink, 1), []string{"user.create success user=p3"})
-	probs := r2.probs.list()
+	probs := r2.probs.List()
 	if len(probs) != 1 || !strings.Contains(probs[0].Reason, "gap") {
 		t.Fatalf("problems = %v, want one gap", probs)
 	}
 }
-
-var _ = errors.New

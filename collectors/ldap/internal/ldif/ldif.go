@@ -75,9 +75,6 @@ type Reader struct {
 	line      int
 	MaxRecord int
 	MaxAttrs  int
-	pending   []byte // a line read ahead (the first line of the next record)
-	hasPend   bool
-	pendLine  int
 	eof       bool
 }
 
@@ -89,10 +86,6 @@ func NewReader(r io.Reader) *Reader {
 // readLine returns the next physical line without its line ending. Lines
 // longer than MaxRecord are consumed and reported as too long.
 func (r *Reader) readLine() ([]byte, bool, error) {
-	if r.hasPend {
-		r.hasPend = false
-		return r.pending, false, nil
-	}
 	if r.eof {
 		return nil, false, io.EOF
 	}
@@ -125,10 +118,6 @@ func (r *Reader) readLine() ([]byte, bool, error) {
 	buf = bytes.TrimSuffix(buf, []byte("\n"))
 	buf = bytes.TrimSuffix(buf, []byte("\r"))
 	return buf, tooLong, nil
-}
-
-func (r *Reader) unread(line []byte) {
-	r.pending, r.hasPend = line, true
 }
 
 // Next returns the next record, io.EOF at the end of input, or a
@@ -253,9 +242,11 @@ func ParseLine(l []byte) (Attr, error) {
 		return Attr{Name: "-"}, nil
 	}
 	i := bytes.IndexByte(l, ':')
-	if i <= 0 {
+	if i < 0 {
 		return Attr{}, errors.New("line has no attribute name")
 	}
+	// i == 0: an empty attribute name, which 389-DS really emits for a
+	// misconfigured retro changelog attribute; kept, with Name "".
 	name := string(l[:i])
 	if !validName(name) {
 		return Attr{}, errors.New("invalid attribute description")

@@ -1,0 +1,51 @@
+package changelog
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/provtrail/provtrail/collectors"
+	"github.com/provtrail/provtrail/collectors/ldap/internal/conn"
+	"github.com/provtrail/provtrail/collectors/ldap/internal/ldaptest"
+	"github.com/provtrail/provtrail/event"
+)
+
+// FuzzParse: arbitrary LDIF (and arbitrary "changes" blobs) never panic,
+// only yield valid events, and a userPassword value never leaks.
+func FuzzParse(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.ldif")
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, []byte(nil))
+	}
+	f.Add([]byte(nil), []byte("replace: userPassword\nuserPassword: Zq9secretZq9\n-\nreplace: modifiersname\nmodifiersname: uid=a,dc=x\n-\n\x00"))
+	f.Fuzz(func(t *testing.T, in, blob []byte) {
+		if blob != nil {
+			in = append(in, []byte("\n\ndn: changenumber=1,cn=changelog\nchangeNumber: 1\ntargetDn: uid=a,ou=people,dc=x\nchangeTime: 20260101000000Z\nchangeType: modify\nchanges:: "+
+				base64.StdEncoding.EncodeToString(blob)+"\n")...)
+		}
+		p, _ := NewParser(collectors.Settings{Name: "fuzz", Problems: collectors.ProblemFunc(func(collectors.Problem) {})},
+			&Config{Common: conn.Common{PrivilegedGroups: testPrivileged}})
+		var s ldaptest.Sink
+		if err := p.Parse(context.Background(), strings.NewReader(string(in)), "fuzz", &s); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range s.Events() {
+			if err := event.Validate(&e); err != nil {
+				t.Fatalf("invalid event: %v", err)
+			}
+			js, _ := json.Marshal(e)
+			if strings.Contains(string(in)+string(blob), "Zq9secretZq9") && strings.Contains(string(js), "Zq9secretZq9") {
+				t.Fatalf("secret leaked: %s", js)
+			}
+		}
+	})
+}
