@@ -403,9 +403,29 @@ func (c *Chain) Seal(ctx context.Context, body []byte, meta Meta, store func(con
 	if err := ctx.Err(); err != nil {
 		return Batch{}, err
 	}
+	b, digest, err := c.build(ctx, body, meta)
+	if err != nil {
+		return Batch{}, err
+	}
+	if store != nil {
+		if err := store(ctx, b); err != nil {
+			return Batch{}, fmt.Errorf("chain: store seq %d: %w", c.st.Seq, err)
+		}
+	}
+	if err := c.advance(digest); err != nil {
+		// Sealing again would re-use the seq with another header: a fork. Refuse until
+		// the chain is reopened, which recovers from LastStored.
+		c.broken = fmt.Errorf("chain: seq %d stored but state not advanced; reopen the chain (OpenChain recovers it from LastStored): %w", c.st.Seq, err)
+		return b, c.broken
+	}
+	return b, nil
+}
+
+// build makes and signs the batch for the current seq without changing any state.
+func (c *Chain) build(ctx context.Context, body []byte, meta Meta) (Batch, Digest, error) {
 	events := countEvents(body)
 	if len(body) > 0 && body[len(body)-1] != '\n' {
-		return Batch{}, errors.New("chain: body must end with a newline")
+		return Batch{}, Digest{}, errors.New("chain: body must end with a newline")
 	}
 	h := Header{
 		V: ProtocolVersion, Audience: c.st.Audience, AgentID: c.st.AgentID, StreamID: c.st.StreamID,
@@ -414,7 +434,7 @@ func (c *Chain) Seal(ctx context.Context, body []byte, meta Meta, store func(con
 	}
 	if events > 0 {
 		if meta.FirstTime.IsZero() || meta.LastTime.IsZero() || meta.LastTime.Before(meta.FirstTime) {
-			return Batch{}, errors.New("chain: meta needs FirstTime <= LastTime for a batch with events")
+			return Batch{}, Digest{}, errors.New("chain: meta needs FirstTime <= LastTime for a batch with events")
 		}
 		h.FirstTime, h.LastTime = meta.FirstTime.UTC(), meta.LastTime.UTC()
 	}
@@ -422,7 +442,7 @@ func (c *Chain) Seal(ctx context.Context, body []byte, meta Meta, store func(con
 	if events > 0 && c.cfg.Encoding != EncodingIdentity {
 		var err error
 		if wire, err = c.compress(body); err != nil {
-			return Batch{}, err
+			return Batch{}, Digest{}, err
 		}
 		h.BodyEncoding = c.cfg.Encoding
 	}
@@ -436,7 +456,7 @@ func (c *Chain) Seal(ctx context.Context, body []byte, meta Meta, store func(con
 	var sign func([]byte) ([]byte, error)
 	if c.st.Seq == 0 {
 		if c.cfg.Identity == nil {
-			return Batch{}, errors.New("chain: seq 0 needs the identity key")
+			return Batch{}, Digest{}, errors.New("chain: seq 0 needs the identity key")
 		}
 		h.KeyID = c.idKeyID
 		sign = func(m []byte) ([]byte, error) { return c.cfg.Identity.Sign(ctx, m) }
@@ -448,29 +468,17 @@ func (c *Chain) Seal(ctx context.Context, body []byte, meta Meta, store func(con
 	}
 	payload, err := marshalHeader(&h)
 	if err != nil {
-		return Batch{}, fmt.Errorf("chain: %w", err)
+		return Batch{}, Digest{}, fmt.Errorf("chain: %w", err)
 	}
 	sig, err := sign(PAE(PayloadType, payload))
 	if err != nil {
-		return Batch{}, fmt.Errorf("chain: sign seq %d: %w", h.Seq, err)
+		return Batch{}, Digest{}, fmt.Errorf("chain: sign seq %d: %w", h.Seq, err)
 	}
 	env, err := marshalEnvelope(payload, h.KeyID, sig)
 	if err != nil {
-		return Batch{}, fmt.Errorf("chain: %w", err)
+		return Batch{}, Digest{}, fmt.Errorf("chain: %w", err)
 	}
-	b := Batch{Envelope: env, Body: wire, Encoding: h.BodyEncoding}
-	if store != nil {
-		if err := store(ctx, b); err != nil {
-			return Batch{}, fmt.Errorf("chain: store seq %d: %w", h.Seq, err)
-		}
-	}
-	if err := c.advance(HeaderDigest(payload)); err != nil {
-		// Sealing again would re-use the seq with another header: a fork. Refuse until
-		// the chain is reopened, which recovers from LastStored.
-		c.broken = fmt.Errorf("chain: seq %d stored but state not advanced; reopen the chain (OpenChain recovers it from LastStored): %w", h.Seq, err)
-		return b, c.broken
-	}
-	return b, nil
+	return Batch{Envelope: env, Body: wire, Encoding: h.BodyEncoding}, HeaderDigest(payload), nil
 }
 
 // Reset abandons the current stream and starts a new one (seq 0 signed by the identity

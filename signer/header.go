@@ -321,6 +321,8 @@ func (h *Header) check() error {
 		return errors.New("prev_stream must be 32 lowercase hex characters")
 	case h.PrevStream != "" && h.Seq != 0:
 		return errors.New("prev_stream is only allowed at seq 0")
+	case h.Seq >= 1<<53 || h.BodyLen >= 1<<53 || h.RawLen >= 1<<53:
+		return errors.New("seq, body_len and raw_len must be below 2^53")
 	case h.Seq == 0 && !h.Prev.IsZero():
 		return errors.New("seq 0 must have an all-zero prev")
 	case h.Seq > 0 && h.Prev.IsZero():
