@@ -68,3 +68,15 @@ func TestEmail(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactRaw(t *testing.T) {
+	in := `{"requestParameters":{"userName":"bob","password":"hunter2","nested":[{"SecretAccessKey":"abc"}]},"b":1}`
+	got := cloudjson.RedactRaw([]byte(in))
+	if strings.Contains(got, "hunter2") || strings.Contains(got, `"abc"`) || !strings.Contains(got, `"userName":"bob"`) {
+		t.Fatalf("RedactRaw = %s", got)
+	}
+	plain := `{"z":1,"a":2}`
+	if got := cloudjson.RedactRaw([]byte(plain)); got != plain {
+		t.Fatalf("order changed: %s", got)
+	}
+}

@@ -1,0 +1,147 @@
+package cloudtrail
+
+import (
+	"net/url"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+
+	"github.com/provtrail/provtrail/collectors/internal/window"
+	"github.com/provtrail/provtrail/internal/hclconfig"
+)
+
+// Modes.
+const (
+	ModeLookup = "lookup"
+	ModeSQS    = "sqs"
+)
+
+// Defaults. LookupEvents allows 2 requests a second per account and
+// region; CloudTrail delivers "within an average of about 5 minutes ...
+// not guaranteed", so windows settle 15 minutes and overlap 30.
+const (
+	DefaultRequestsPerMinute = 120
+	DefaultRegion            = "us-east-1"
+	DefaultDedupeHorizon     = 48 * time.Hour
+	DefaultVisibilityTimeout = 5 * time.Minute
+)
+
+// Config is the collector "cloudtrail" block:
+//
+//	collector "cloudtrail" "prod" {
+//	  mode    = "lookup"                 # LookupEvents (default)
+//	  regions = ["us-east-1", "eu-west-1"]  # IAM and STS log to us-east-1
+//	  profile = "audit"                  # optional; else the SDK's default chain
+//	  role_arn = "arn:aws:iam::123456789012:role/provtrail-reader"  # optional
+//	  # endpoint_url = "http://127.0.0.1:4566"   # tests
+//	}
+//
+//	collector "cloudtrail" "org-trail" {
+//	  mode      = "sqs"                  # trail files in S3 announced through SQS
+//	  region    = "us-east-1"
+//	  queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/trail"
+//	  # sqs_endpoint_url, s3_endpoint_url: tests
+//	}
+type Config struct {
+	Mode              string         `hcl:"mode,optional"`
+	Regions           []string       `hcl:"regions,optional"`
+	Region            string         `hcl:"region,optional"`
+	Profile           string         `hcl:"profile,optional"`
+	RoleARN           string         `hcl:"role_arn,optional"`
+	ExternalID        string         `hcl:"external_id,optional"`
+	EndpointURL       string         `hcl:"endpoint_url,optional"`
+	QueueURL          string         `hcl:"queue_url,optional"`
+	SQSEndpointURL    string         `hcl:"sqs_endpoint_url,optional"`
+	S3EndpointURL     string         `hcl:"s3_endpoint_url,optional"`
+	DedupeHorizon     hcl.Expression `hcl:"dedupe_horizon,optional"`
+	VisibilityTimeout hcl.Expression `hcl:"visibility_timeout,optional"`
+	Remain            hcl.Body       `hcl:",remain"`
+
+	Window     window.Settings
+	dedupe     time.Duration
+	visibility time.Duration
+	rng        hcl.Range
+}
+
+func defaultWindow() window.Settings {
+	return window.Settings{
+		Config: window.Config{
+			SettleLag:      window.DefaultSettleLag,
+			Overlap:        window.DefaultOverlap,
+			MaxWindow:      window.DefaultMaxWindow,
+			PollInterval:   window.DefaultPollInterval,
+			RescanInterval: window.DefaultRescanInterval,
+			RescanLookback: window.DefaultRescanLookback,
+		},
+		RequestsPerMinute: DefaultRequestsPerMinute,
+	}
+}
+
+// DecodeConfig decodes a collector "cloudtrail" block.
+func DecodeConfig(body hcl.Body, ctx *hcl.EvalContext) (*Config, hcl.Diagnostics) {
+	c := &Config{}
+	diags := gohcl.DecodeBody(body, ctx, c)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	if b, ok := body.(interface{ MissingItemRange() hcl.Range }); ok {
+		c.rng = b.MissingItemRange()
+	}
+	var ds hcl.Diagnostics
+	c.Window, ds = window.DecodeAttrs(c.Remain, ctx, defaultWindow())
+	diags = append(diags, ds...)
+	c.dedupe, ds = hclconfig.Duration(c.DedupeHorizon, ctx, DefaultDedupeHorizon)
+	diags = append(diags, ds...)
+	c.visibility, ds = hclconfig.Duration(c.VisibilityTimeout, ctx, DefaultVisibilityTimeout)
+	diags = append(diags, ds...)
+	return c, diags
+}
+
+// Validate checks the block.
+func (c *Config) Validate() hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	bad := func(summary, detail string) {
+		diags = append(diags, hclconfig.Error(c.rng, summary, detail))
+	}
+	endpoint := func(name, raw string) {
+		if raw != "" {
+			if _, err := window.BaseURL(raw); err != nil {
+				bad("Invalid "+name, err.Error())
+			}
+		}
+	}
+	endpoint("endpoint_url", c.EndpointURL)
+	endpoint("sqs_endpoint_url", c.SQSEndpointURL)
+	endpoint("s3_endpoint_url", c.S3EndpointURL)
+	switch c.Mode {
+	case "", ModeLookup:
+		if c.QueueURL != "" {
+			bad("queue_url needs mode = \"sqs\"", "LookupEvents mode reads the API, not a queue.")
+		}
+		for _, r := range c.Regions {
+			if r == "" || url.PathEscape(r) != r {
+				bad("Invalid region", "regions holds names such as \"us-east-1\".")
+			}
+		}
+	case ModeSQS:
+		if c.QueueURL == "" {
+			bad("Missing queue_url", "mode = \"sqs\" reads trail file notifications from an SQS queue.")
+		} else if _, err := url.Parse(c.QueueURL); err != nil {
+			bad("Invalid queue_url", err.Error())
+		}
+		if c.visibility < 30*time.Second || c.visibility > 12*time.Hour {
+			bad("Invalid visibility_timeout", "visibility_timeout must be between 30s and 12h.")
+		}
+	default:
+		bad("Invalid mode", `mode is "lookup" or "sqs".`)
+	}
+	return diags
+}
+
+func (c *Config) regions() []string {
+	if len(c.Regions) == 0 {
+		return []string{DefaultRegion}
+	}
+	return c.Regions
+}
