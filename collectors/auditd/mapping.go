@@ -56,7 +56,7 @@ var ops = map[string]kind{
 	"deleting user from group": kMemberRemove, "deleting user from shadow group": kMemberRemove,
 	"delete-user-from-group": kMemberRemove, "delete-user-from-shadow-group": kMemberRemove,
 	"delete-from-shadow-group": kMemberRemove,
-	"add-users-to-group": kMembersSet, "set-admins-of-group": kAdminsSet,
+	"add-users-to-group":       kMembersSet, "set-admins-of-group": kAdminsSet,
 	"modifying group": kGroupModify, "modify-group": kGroupModify, "restrict-group": kGroupModify,
 	"delete-group-password": kGroupPassword, "change-password": kGroupPassword,
 

@@ -93,16 +93,16 @@ func TestRealAuditd(t *testing.T) {
 		}
 	}
 	want := []string{
-		"group.create gid=2000 success",  // groupadd's 3 ADD_GROUP records, merged
-		"user.create uid=1500 success",   // useradd; -G's "adding user to group" names no group
-		"user.modify uid=1500 success",   // usermod -s: "changing user shell"
+		"group.create gid=2000 success",    // groupadd's 3 ADD_GROUP records, merged
+		"user.create uid=1500 success",     // useradd; -G's "adding user to group" names no group
+		"user.modify uid=1500 success",     // usermod -s: "changing user shell"
 		"password.change uid=1500 success", // usermod -p: "changing password"
-		"user.modify uid=1500 unknown",   // usermod -L: "updating passwd", res=failed on success
-		"user.modify uid=1500 success",   // chage -M: "change max age"
+		"user.modify uid=1500 unknown",     // usermod -L: "updating passwd", res=failed on success
+		"user.modify uid=1500 success",     // chage -M: "change max age"
 		"privilege.grant user=pt_real group=sudo success",
 		"privilege.revoke user=pt_real group=sudo success",
-		"user.delete uid=1500 success",   // "deleting user entries"
-		"group.delete gid=2000 success",  // groupdel's 3 DEL_GROUP records, merged
+		"user.delete uid=1500 success",  // "deleting user entries"
+		"group.delete gid=2000 success", // groupdel's 3 DEL_GROUP records, merged
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("events:\n%s\nwant:\n%s\nlog:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"), log)
