@@ -49,6 +49,12 @@ type specific struct {
 // LogValue never shows the password.
 func (c *Config) LogValue() slog.Value { return c.Common.Options().LogValue() }
 
+// String never shows the password.
+func (c *Config) String() string { return c.Common.Options().String() }
+
+// GoString never shows the password.
+func (c *Config) GoString() string { return c.String() }
+
 func decodeConfig(body hcl.Body, ctx *hcl.EvalContext) (collectors.Config, hcl.Diagnostics) {
 	c := &Config{ranges: conn.NewRanges(body)}
 	diags := gohcl.DecodeBody(body, ctx, &c.Common)
@@ -65,6 +71,7 @@ func decodeConfig(body hcl.Body, ctx *hcl.EvalContext) (collectors.Config, hcl.D
 	d, dd := hclconfig.Duration(sp.PollInterval, ctx, DefaultPollInterval)
 	diags = append(diags, dd...)
 	c.PollInterval = d
+	c.Common.ResolvePaths(c.ranges)
 	if c.BaseDN == "" {
 		c.BaseDN = DefaultBaseDN
 	}

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -236,6 +237,19 @@ func (r Ranges) At(name string) hcl.Range {
 		return rg
 	}
 	return r.Block
+}
+
+// ResolvePaths makes bind_password_file and tls_ca_file relative to the
+// directory of the file that sets them.
+func (c *Common) ResolvePaths(r Ranges) {
+	for name, p := range map[string]*string{"bind_password_file": &c.BindPasswordFile, "tls_ca_file": &c.TLSCAFile} {
+		if *p == "" || filepath.IsAbs(*p) {
+			continue
+		}
+		if rg, ok := r.Attrs[name]; ok && rg.Filename != "" {
+			*p = filepath.Join(filepath.Dir(rg.Filename), *p)
+		}
+	}
 }
 
 // Validate checks the shared attributes.

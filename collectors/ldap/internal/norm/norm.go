@@ -492,6 +492,9 @@ func (b *builder) rename(cls class) {
 
 type member struct{ attr, value string }
 
+// memberAttrNames spells the membership attributes as their schemas do.
+var memberAttrNames = map[string]string{"member": "member", "uniquemember": "uniqueMember", "memberuid": "memberUid"}
+
 func (m member) key() string {
 	if m.attr == "memberuid" {
 		return m.attr + "\x00" + m.value
@@ -507,14 +510,14 @@ func (b *builder) memberEvents(groupDN string, g *event.Group, adds, removes []m
 	p, priv := b.privileged(groupDN)
 	for _, m := range adds {
 		u := memberUser(m.attr, m.value)
-		b.emit(event.GroupMemberAdd, event.Target{User: u, Group: g}, []event.Change{{Field: m.attr, New: m.value}}, m.key())
+		b.emit(event.GroupMemberAdd, event.Target{User: u, Group: g}, []event.Change{{Field: memberAttrNames[m.attr], New: m.value}}, m.key())
 		if priv {
 			b.emit(event.PrivilegeGrant, event.Target{User: u, Group: g, Privileges: []string{p}}, nil, m.key())
 		}
 	}
 	for _, m := range removes {
 		u := memberUser(m.attr, m.value)
-		b.emit(event.GroupMemberRemove, event.Target{User: u, Group: g}, []event.Change{{Field: m.attr, Old: m.value}}, m.key())
+		b.emit(event.GroupMemberRemove, event.Target{User: u, Group: g}, []event.Change{{Field: memberAttrNames[m.attr], Old: m.value}}, m.key())
 		if priv {
 			b.emit(event.PrivilegeRevoke, event.Target{User: u, Group: g, Privileges: []string{p}}, nil, m.key())
 		}
