@@ -28,8 +28,9 @@ type Signer interface {
 	Sign(ctx context.Context, msg []byte) ([]byte, error)
 }
 
-// ChainStateFile is the name of the chain state file inside ChainConfig.Dir.
-const ChainStateFile = "chain.json"
+// ChainStateFile is the name of the chain state file inside ChainConfig.Dir (two
+// checksummed slots overwritten in place; see statefile.go and docs/protocol.md §12).
+const ChainStateFile = "chain.state"
 
 // ChainConfig configures an agent-side Chain.
 type ChainConfig struct {
@@ -79,7 +80,7 @@ type ChainInfo struct {
 	PrevStream string
 }
 
-// chainFile is the JSON content of ChainStateFile.
+// chainFile is the JSON content of a ChainStateFile slot.
 type chainFile struct {
 	V             int    `json:"v"`
 	Audience      string `json:"aud"`
@@ -126,7 +127,7 @@ type Chain struct {
 	mu      sync.Mutex
 	cfg     ChainConfig
 	log     *slog.Logger
-	path    string
+	sf      *stateFile
 	st      chainFile
 	idKeyID string
 	started bool
@@ -154,7 +155,7 @@ func OpenChain(ctx context.Context, cfg ChainConfig) (*Chain, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
-	c := &Chain{cfg: cfg, log: cfg.Logger, path: filepath.Join(cfg.Dir, ChainStateFile)}
+	c := &Chain{cfg: cfg, log: cfg.Logger}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -176,71 +177,43 @@ func OpenChain(ctx context.Context, cfg ChainConfig) (*Chain, error) {
 		return nil, fmt.Errorf("chain: %w", err)
 	}
 	if err := c.load(ctx); err != nil {
+		if c.sf != nil {
+			c.sf.close()
+		}
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *Chain) readState(path string) (*chainFile, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var f chainFile
-	err = json.Unmarshal(data, &f)
-	clear(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if err := f.valid(); err != nil {
-		f.wipe()
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return &f, nil
-}
-
 func (c *Chain) load(ctx context.Context) error {
-	cur, curErr := c.readState(c.path)
-	tmp, tmpErr := c.readState(c.path + ".tmp")
-	// A crash inside writeState can leave a complete, newer state in path.tmp (written and
-	// fsynced before the old file was wiped).
-	if tmpErr == nil && (curErr != nil || (tmp.StreamID == cur.StreamID && tmp.Seq == cur.Seq+1)) {
-		if cur != nil {
-			cur.wipe()
-		}
-		cur, curErr = tmp, nil
-		if err := os.Rename(c.path+".tmp", c.path); err != nil {
-			return fmt.Errorf("chain: recover state: %w", err)
-		}
-		if err := syncDir(c.cfg.Dir); err != nil {
-			return fmt.Errorf("chain: %w", err)
-		}
-	} else if tmpErr == nil {
-		tmp.wipe()
+	sf, payload, created, err := openStateFile(filepath.Join(c.cfg.Dir, ChainStateFile))
+	if sf == nil {
+		return fmt.Errorf("chain: %w", err)
 	}
-	if _, err := os.Lstat(c.path + ".tmp"); err == nil {
-		if err := wipeFile(c.path + ".tmp"); err != nil {
-			return fmt.Errorf("chain: %w", err)
+	c.sf = sf
+	defer clear(payload)
+	var cur chainFile
+	if err == nil && payload != nil {
+		if jerr := json.Unmarshal(payload, &cur); jerr != nil {
+			err = jerr
+		} else if verr := cur.valid(); verr != nil {
+			err = verr
 		}
-		_ = os.Remove(c.path + ".tmp")
 	}
-
 	prevStream := ""
 	switch {
-	case curErr != nil && errors.Is(curErr, os.ErrNotExist):
+	case created:
 		c.log.Info("chain: no state, starting a new stream", "dir", c.cfg.Dir)
-	case curErr != nil:
-		c.log.Warn("chain: state unusable, starting a new stream (reset)", "dir", c.cfg.Dir, "err", curErr)
-		if err := wipeFile(c.path); err != nil {
-			return fmt.Errorf("chain: %w", err)
-		}
+	case err != nil:
+		c.log.Warn("chain: state unusable, starting a new stream (reset)", "dir", c.cfg.Dir, "err", err)
+		cur.wipe()
 	case cur.AgentID != c.cfg.AgentID || cur.Audience != c.cfg.Audience || (c.idKeyID != "" && cur.IdentityKeyID != c.idKeyID):
 		c.log.Warn("chain: state is for another agent, audience or identity key; starting a new stream",
 			"stream", cur.StreamID, "agent", cur.AgentID, "aud", cur.Audience)
 		prevStream = cur.StreamID
 		cur.wipe()
 	default:
-		c.st = *cur
+		c.st = cur
 		return c.recover(ctx)
 	}
 	return c.startStream(prevStream)
@@ -314,36 +287,15 @@ func (c *Chain) startStream(prevStream string) error {
 	return nil
 }
 
-// writeState persists st: write path.tmp + fsync, wipe the old file (zeros + fsync, so
-// the used key is not left in its blocks), rename, fsync the directory.
+// writeState persists st (see stateFile.write: the slot holding the previous state, and
+// so the used key, is overwritten with zeros).
 func (c *Chain) writeState(st *chainFile) error {
 	data, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("chain: %w", err)
 	}
 	defer clear(data)
-	tmp := c.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("chain: write state: %w", err)
-	}
-	_, werr := f.Write(data)
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		return fmt.Errorf("chain: write state %s: %w", tmp, werr)
-	}
-	if err := wipeFile(c.path); err != nil {
-		return fmt.Errorf("chain: %w", err)
-	}
-	if err := os.Rename(tmp, c.path); err != nil {
-		return fmt.Errorf("chain: write state: %w", err)
-	}
-	if err := syncDir(c.cfg.Dir); err != nil {
+	if err := c.sf.write(data); err != nil {
 		return fmt.Errorf("chain: %w", err)
 	}
 	return nil
@@ -507,6 +459,9 @@ func (c *Chain) Close() error {
 	}
 	c.closed = true
 	c.st.wipe()
+	if c.sf != nil {
+		_ = c.sf.close()
+	}
 	if c.zenc != nil {
 		_ = c.zenc.Close()
 	}

@@ -3,7 +3,7 @@ package signer
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -74,24 +74,24 @@ func TestChainDestroysUsedKeys(t *testing.T) {
 		}
 		a.seal(i, 0)
 	}
-	data, err := os.ReadFile(filepath.Join(dir, ChainStateFile))
+	raw, err := os.ReadFile(filepath.Join(dir, ChainStateFile))
 	if err != nil {
-		t.Fatal(err)
-	}
-	var f chainFile
-	if err := json.Unmarshal(data, &f); err != nil {
 		t.Fatal(err)
 	}
 	if len(used) != 3 {
 		t.Fatalf("used %d keys", len(used))
 	}
 	for i, seed := range used {
-		if bytes.Equal(f.Key, seed) || bytes.Equal(f.NextKey, seed) {
-			t.Fatalf("used key %d still in the state file", i)
+		// The seeds are stored as base64 in the slot JSON; look for them in every form.
+		for _, form := range [][]byte{seed, []byte(base64.StdEncoding.EncodeToString(seed))} {
+			if bytes.Contains(raw, form) {
+				t.Fatalf("used key %d is still in the state file", i)
+			}
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, ChainStateFile+".tmp")); !os.IsNotExist(err) {
-		t.Fatalf("temp file left behind: %v", err)
+	f := readChainFile(t, dir)
+	if len(f.Key) == 0 || !bytes.Contains(raw, []byte(base64.StdEncoding.EncodeToString(f.Key))) {
+		t.Fatal("test is blind: the current key is not found in the raw file")
 	}
 }
 
@@ -202,31 +202,70 @@ func TestChainCrashDuringStore(t *testing.T) {
 	mustAccept(t, c, r.seal(2, 1), Accepted)
 }
 
-// TestChainTornStateWrite: a crash inside writeState after the old file was wiped leaves
-// zeros in chain.json and the complete new state in chain.json.tmp.
+// TestChainTornStateWrite: crashes inside the state write. The file holds two slots; the
+// newest valid one wins, a torn one fails its checksum.
 func TestChainTornStateWrite(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, "state")
+	path := filepath.Join(dir, ChainStateFile)
 	c := newCentral(t, vecAudience, vecAgent, testPubPEM(t, "identity"), Limits{})
 	a := newSim(t, dir, chainCfg(t), "torn")
 	mustAccept(t, c, a.seal(1, 0), Accepted)
-	mustAccept(t, c, a.seal(1, 1), Accepted)
+	imgA, _ := os.ReadFile(path) // state: next seq 1
+	b1 := a.seal(1, 1)
+	mustAccept(t, c, b1, Accepted)
+	imgB, _ := os.ReadFile(path) // state: next seq 2
 	a.chain.Close()
-	path := filepath.Join(dir, ChainStateFile)
-	data, _ := os.ReadFile(path)
-	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
-		t.Fatal(err)
+	if len(imgA) != 2*slotSize || len(imgB) != 2*slotSize {
+		t.Fatalf("state file sizes %d %d", len(imgA), len(imgB))
 	}
-	if err := os.WriteFile(path, make([]byte, len(data)), 0o600); err != nil {
-		t.Fatal(err)
+	// B wrote its slot where A's predecessor was, and wiped A's slot.
+	newIdx := 0
+	if bytes.Equal(imgB[:slotSize], make([]byte, slotSize)) {
+		newIdx = 1
 	}
-	r := newSim(t, dir, chainCfg(t), "torn-2")
-	if info := r.chain.Info(); info.NextSeq != 2 || info.Started {
-		t.Fatalf("after torn write %+v", info)
+	oldIdx := 1 - newIdx
+	combine := func(newSlot []byte) []byte {
+		out := make([]byte, 2*slotSize)
+		copy(out[newIdx*slotSize:], newSlot)
+		copy(out[oldIdx*slotSize:], imgA[oldIdx*slotSize:(oldIdx+1)*slotSize])
+		return out
 	}
-	mustAccept(t, c, r.seal(1, 2), Accepted)
-	if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
-		t.Fatal("tmp not cleaned up")
+
+	// Crash after the new slot was synced, before the old one was wiped: both valid.
+	d1 := filepath.Join(root, "both")
+	os.MkdirAll(d1, 0o700)
+	os.WriteFile(filepath.Join(d1, ChainStateFile), combine(imgB[newIdx*slotSize:(newIdx+1)*slotSize]), 0o600)
+	r1 := newSim(t, d1, chainCfg(t), "torn-1")
+	if info := r1.chain.Info(); info.NextSeq != 2 || info.Started {
+		t.Fatalf("both slots valid: %+v", info)
+	}
+
+	// Crash while writing the new slot: it is torn, the old one is whole. With LastStored
+	// (seq 1 is in the spool) the chain completes the step.
+	torn := bytes.Clone(imgB[newIdx*slotSize : (newIdx+1)*slotSize])
+	torn[100] ^= 0xff
+	d2 := filepath.Join(root, "torn")
+	os.MkdirAll(d2, 0o700)
+	os.WriteFile(filepath.Join(d2, ChainStateFile), combine(torn), 0o600)
+	cfg := chainCfg(t)
+	cfg.LastStored = func(context.Context) ([]byte, error) { return b1.Envelope, nil }
+	r2 := newSim(t, d2, cfg, "torn-2")
+	if info := r2.chain.Info(); info.NextSeq != 2 || info.Started {
+		t.Fatalf("torn new slot: %+v", info)
+	}
+	mustAccept(t, c, r2.seal(1, 2), Accepted)
+
+	// Both slots destroyed: a new stream (reset), visible to central.
+	d3 := filepath.Join(root, "none")
+	os.MkdirAll(d3, 0o700)
+	os.WriteFile(filepath.Join(d3, ChainStateFile), make([]byte, 2*slotSize), 0o600)
+	r3 := newSim(t, d3, chainCfg(t), "torn-3")
+	if info := r3.chain.Info(); !info.Started || info.NextSeq != 0 {
+		t.Fatalf("no valid slot: %+v", info)
+	}
+	if res := mustAccept(t, c, r3.seal(0, 0), Accepted); !res.StreamStart {
+		t.Fatal("reset not a stream start")
 	}
 }
 
@@ -240,10 +279,13 @@ func TestChainLostStateResets(t *testing.T) {
 	old := a.chain.Info().StreamID
 	a.chain.Close()
 	path := filepath.Join(dir, ChainStateFile)
-	if err := os.WriteFile(path, []byte(`{"v":1,"garbage`), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(`{"v":1,"garbage`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r := newSim(t, dir, chainCfg(t), "lost-2")
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("state file mode %v after reset", fi.Mode().Perm())
+	}
 	info := r.chain.Info()
 	if !info.Started || info.StreamID == old || info.NextSeq != 0 {
 		t.Fatalf("after lost state %+v", info)

@@ -48,27 +48,3 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
-
-// wipeFile overwrites the content of path with zeros and fsyncs it (best effort erasure of
-// key material before the file is replaced). A missing file is not an error.
-func wipeFile(path string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("wipe %s: %w", path, err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("wipe %s: %w", path, err)
-	}
-	if _, err := f.WriteAt(make([]byte, st.Size()), 0); err != nil {
-		return fmt.Errorf("wipe %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("wipe %s: fsync: %w", path, err)
-	}
-	return nil
-}

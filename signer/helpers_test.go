@@ -163,14 +163,7 @@ func (s *sim) clone(dir, seed string) *sim {
 // the next seq (nil at seq 0) and the one after it.
 func (s *sim) stolen() (cur, next ed25519.PrivateKey) {
 	s.t.Helper()
-	data, err := os.ReadFile(filepath.Join(s.dir, ChainStateFile))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	var f chainFile
-	if err := json.Unmarshal(data, &f); err != nil {
-		s.t.Fatal(err)
-	}
+	f := readChainFile(s.t, s.dir)
 	if len(f.Key) > 0 {
 		cur = ed25519.NewKeyFromSeed(f.Key)
 	}
@@ -323,3 +316,18 @@ func frame(t testing.TB, b Batch) []byte {
 }
 
 func sha256Sum(b []byte) Digest { return sha256.Sum256(b) }
+
+// readChainFile decodes the current slot of the state file in dir.
+func readChainFile(t testing.TB, dir string) chainFile {
+	t.Helper()
+	sf, payload, _, err := openStateFile(filepath.Join(dir, ChainStateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sf.close()
+	var f chainFile
+	if err := json.Unmarshal(payload, &f); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
