@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/provtrail/provtrail/collectors/internal/window"
 )
@@ -21,9 +23,16 @@ import (
 // loadAWS resolves credentials the standard way: the SDK's default chain
 // (environment, shared config and credentials files with profile, web
 // identity token file, ECS/EC2 roles), optionally assuming role_arn.
-func loadAWS(ctx context.Context, c *Config, region string, opt Options) (aws.Config, error) {
+func loadAWS(ctx context.Context, c *Config, region string, opt Options, log *slog.Logger) (aws.Config, error) {
 	opts := []func(*config.LoadOptions) error{
 		config.WithRegion(region),
+		config.WithLogger(logging.LoggerFunc(func(cl logging.Classification, format string, v ...any) {
+			level := slog.LevelDebug
+			if cl == logging.Warn {
+				level = slog.LevelWarn
+			}
+			log.Log(ctx, level, "aws sdk: "+fmt.Sprintf(format, v...))
+		})),
 		config.WithRetryer(func() aws.Retryer { return newRetryer(opt) }),
 	}
 	if c.Profile != "" {

@@ -54,7 +54,7 @@ func New(set collectors.Settings, cfg *Config, opt Options) (collectors.Collecto
 	}
 	var fetchers []window.Fetcher
 	for _, region := range cfg.regions() {
-		awsCfg, err := loadAWS(context.Background(), cfg, region, opt)
+		awsCfg, err := loadAWS(context.Background(), cfg, region, opt, set.Logger)
 		if err != nil {
 			return nil, fmt.Errorf("cloudtrail %s: %w", set.Name, err)
 		}

@@ -61,13 +61,13 @@ func TestSamples(t *testing.T) {
 		events   []want
 		problems int64
 	}{
-		"aws-cloudtrail-createuser.json":                 {[]want{{event.UserCreate, "Alice", "Bob", "", "", event.OutcomeSuccess}}, 0},
-		"aws-cloudtrail-addusertogroup.json":             {[]want{{event.GroupMemberAdd, "Alice", "Bob", "admin", "", event.OutcomeSuccess}}, 0},
-		"aws-cloudtrail-createrole.json":                 {[]want{{event.UserCreate, "Alice", "TestRole", "", "", event.OutcomeSuccess}}, 0},
-		"aws-cloudtrail-error-record.json":               {nil, 0}, // UpdateTrail: not provisioning
-		"aws-cloudtrail-lookupevents-response.json":      {[]want{{event.UserCreate, "Alice", "Bob", "", "", event.OutcomeSuccess}}, 0},
-		"aws-identitystore-scim-createuser.json":         {nil, 1}, // the doc redacted eventTime to "xxxx"
-		"aws-identitystore-scim-createuser-dated.json":   {[]want{{event.UserCreate, "", "c4488478-a0e1-700e-3d75-96c6bb641596", "", "", event.OutcomeSuccess}}, 0},
+		"aws-cloudtrail-createuser.json":               {[]want{{event.UserCreate, "Alice", "Bob", "", "", event.OutcomeSuccess}}, 0},
+		"aws-cloudtrail-addusertogroup.json":           {[]want{{event.GroupMemberAdd, "Alice", "Bob", "admin", "", event.OutcomeSuccess}}, 0},
+		"aws-cloudtrail-createrole.json":               {[]want{{event.UserCreate, "Alice", "TestRole", "", "", event.OutcomeSuccess}}, 0},
+		"aws-cloudtrail-error-record.json":             {nil, 0}, // UpdateTrail: not provisioning
+		"aws-cloudtrail-lookupevents-response.json":    {[]want{{event.UserCreate, "Alice", "Bob", "", "", event.OutcomeSuccess}}, 0},
+		"aws-identitystore-scim-createuser.json":       {nil, 1}, // the doc redacted eventTime to "xxxx"
+		"aws-identitystore-scim-createuser-dated.json": {[]want{{event.UserCreate, "", "c4488478-a0e1-700e-3d75-96c6bb641596", "", "", event.OutcomeSuccess}}, 0},
 		"111122223333_CloudTrail_us-east-2_20150801T0210Z_Mu0KsOhtH1ar15ZZ.json.gz": {[]want{
 			{event.UserCreate, "Alice", "Bob", "", "", event.OutcomeSuccess},
 			{event.GroupMemberAdd, "Alice", "Bob", "admin", "", event.OutcomeSuccess},

@@ -32,12 +32,27 @@ type Entry struct {
 	Seq  uint64
 }
 
-// storeLine is one line of the log: an entry or a progress mark.
+// storeLine is one line of the log: an entry, a progress mark or a note.
 type storeLine struct {
 	ID   string `json:"id,omitempty"`
 	T    int64  `json:"t,omitempty"`
 	S    uint64 `json:"s"`
 	Mark *State `json:"mark,omitempty"`
+	Note string `json:"note,omitempty"`
+	Key  string `json:"key,omitempty"`
+	Pin  bool   `json:"pin,omitempty"`
+}
+
+// Note is a collector's own durable bookkeeping in the log (the SQS mode
+// of cloudtrail notes the trail files it has taken from the queue). A note
+// is rolled back like an entry when its Seq is above the committed one,
+// unless it is pinned: a pinned note says nothing about what was emitted
+// (a file to read), so it survives every rollback until it ages out.
+type Note struct {
+	Kind, Key string
+	Time      time.Time
+	Seq       uint64
+	Pin       bool
 }
 
 type storeEntry struct {
@@ -54,6 +69,7 @@ type Store struct {
 	f           *os.File
 	seen        map[string]storeEntry
 	last        *State // newest progress mark
+	notes       []Note
 	appended    int
 	pruneBefore int64
 }
@@ -102,12 +118,18 @@ func (s *Store) load(r io.Reader, committed uint64, problems collectors.ProblemR
 			return nil, fmt.Errorf("read %s: %w", s.path, err)
 		}
 		var l storeLine
-		if jerr := json.Unmarshal(line, &l); jerr != nil || (l.ID == "" && l.Mark == nil) {
+		if jerr := json.Unmarshal(line, &l); jerr != nil || (l.ID == "" && l.Mark == nil && l.Note == "") {
 			reason := "not a window state line"
 			if jerr != nil {
 				reason = jerr.Error()
 			}
 			report(problems, fmt.Sprintf("%s:%d", s.path, n), reason, sample(line))
+			continue
+		}
+		if l.Note != "" {
+			if l.Pin || l.S <= committed {
+				s.notes = append(s.notes, Note{Kind: l.Note, Key: l.Key, Time: time.Unix(0, l.T), Seq: l.S, Pin: l.Pin})
+			}
 			continue
 		}
 		if l.S > committed {
@@ -209,6 +231,26 @@ func (s *Store) Mark(st State, sync bool) error {
 	return nil
 }
 
+// AddNote records n durably.
+func (s *Store) AddNote(n Note) error {
+	b, err := json.Marshal(storeLine{Note: n.Kind, Key: n.Key, T: n.Time.UnixNano(), S: n.Seq, Pin: n.Pin})
+	if err != nil {
+		return fmt.Errorf("encode window note: %w", err)
+	}
+	if err := s.append(append(b, '\n')); err != nil {
+		return err
+	}
+	s.notes = append(s.notes, n)
+	s.appended++
+	if s.appended >= compactEvery {
+		return s.compact()
+	}
+	return nil
+}
+
+// Notes returns the notes kept, oldest first.
+func (s *Store) Notes() []Note { return append([]Note(nil), s.notes...) }
+
 // PruneBefore lets the next rewrite drop entries kept by a time before t.
 func (s *Store) PruneBefore(t time.Time) {
 	if n := t.UnixNano(); n > s.pruneBefore {
@@ -233,6 +275,13 @@ func (s *Store) compact() error {
 			delete(s.seen, id)
 		}
 	}
+	kept := s.notes[:0]
+	for _, n := range s.notes {
+		if n.Time.UnixNano() >= s.pruneBefore {
+			kept = append(kept, n)
+		}
+	}
+	s.notes = kept
 	tmp := s.path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -242,6 +291,12 @@ func (s *Store) compact() error {
 	enc := json.NewEncoder(w)
 	for id, e := range s.seen {
 		if err := enc.Encode(storeLine{ID: id, T: e.t, S: e.s}); err != nil {
+			f.Close()
+			return fmt.Errorf("rewrite window state: %w", err)
+		}
+	}
+	for _, n := range s.notes {
+		if err := enc.Encode(storeLine{Note: n.Kind, Key: n.Key, T: n.Time.UnixNano(), S: n.Seq, Pin: n.Pin}); err != nil {
 			f.Close()
 			return fmt.Errorf("rewrite window state: %w", err)
 		}
