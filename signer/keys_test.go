@@ -190,3 +190,33 @@ func TestPassphraseSource(t *testing.T) {
 		}
 	}
 }
+
+// TestIdentityKinds starts streams with a P-256 identity made by keygen and with a KMS
+// identity (sigstore fakekms, ECDSA P-256), and verifies them.
+func TestIdentityKinds(t *testing.T) {
+	ctx := context.Background()
+	kmsKey, err := LoadPrivateKey(ctx, fake.ReferenceScheme+"identity", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, id := range map[string]*PrivateKey{"p256-file": loadTestKey(t, "identity-p256"), "fakekms": kmsKey} {
+		t.Run(name, func(t *testing.T) {
+			pemPub, err := MarshalPublicKeyPEM(id.Public())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := newCentral(t, vecAudience, vecAgent, string(pemPub), Limits{})
+			a := newSim(t, filepath.Join(t.TempDir(), "s"), ChainConfig{Audience: vecAudience, AgentID: vecAgent, Identity: id}, name)
+			b0 := a.seal(2, 0)
+			if h := decodeBatchHeader(t, b0); h.KeyID != id.KeyID() {
+				t.Fatalf("seq 0 key id %s, want identity %s", h.KeyID, id.KeyID())
+			}
+			mustAccept(t, c, b0, Accepted)
+			mustAccept(t, c, a.seal(1, 2), Accepted)
+			mustAccept(t, c, b0, Duplicate)
+			// A seq 0 signed by the Ed25519 test identity is not this agent's.
+			other := newSim(t, filepath.Join(t.TempDir(), "o"), chainCfg(t), name+"-other")
+			mustAccept(t, c, other.seal(1, 0), UnknownKey)
+		})
+	}
+}
