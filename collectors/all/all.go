@@ -4,11 +4,28 @@ package all
 
 import (
 	"github.com/provtrail/provtrail/collectors"
+	"github.com/provtrail/provtrail/collectors/accounts"
+	"github.com/provtrail/provtrail/collectors/auditd"
+	"github.com/provtrail/provtrail/collectors/authlog"
+	"github.com/provtrail/provtrail/collectors/cloudtrail"
+	"github.com/provtrail/provtrail/collectors/entra"
+	"github.com/provtrail/provtrail/collectors/ldap/accesslog"
+	"github.com/provtrail/provtrail/collectors/ldap/changelog"
+	"github.com/provtrail/provtrail/collectors/okta"
 )
 
 // Factories returns the factories of every built-in collector type.
 func Factories() []collectors.Factory {
-	return []collectors.Factory{}
+	return []collectors.Factory{
+		authlog.NewFactory(),
+		accounts.NewFactory(),
+		auditd.NewFactory(),
+		accesslog.NewFactory(),
+		changelog.NewFactory(),
+		cloudtrail.NewFactory(),
+		entra.NewFactory(),
+		okta.NewFactory(),
+	}
 }
 
 // Registry returns a registry of every built-in collector type.
