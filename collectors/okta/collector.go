@@ -166,7 +166,7 @@ func (f *fetcher) Fetch(ctx context.Context, w window.Window, page string) (wind
 	// A bounded query ends with an empty page (Okta may still offer a
 	// next link).
 	if len(recs) > 0 {
-		p.Next = nextLink(resp.Header.Values("Link"))
+		p.Next = window.NextLink(resp.Header.Values("Link"))
 	}
 	return p, nil
 }
@@ -193,24 +193,4 @@ func pageName(p string) string {
 		}
 	}
 	return "next"
-}
-
-// nextLink returns the rel="next" URL of RFC 8288 Link headers.
-func nextLink(headers []string) string {
-	for _, h := range headers {
-		for _, part := range strings.Split(h, ",") {
-			part = strings.TrimSpace(part)
-			end := strings.Index(part, ">")
-			if !strings.HasPrefix(part, "<") || end < 0 {
-				continue
-			}
-			for _, param := range strings.Split(part[end+1:], ";") {
-				k, v, _ := strings.Cut(strings.TrimSpace(param), "=")
-				if strings.EqualFold(k, "rel") && strings.Trim(v, `"`) == "next" {
-					return part[1:end]
-				}
-			}
-		}
-	}
-	return ""
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
 	"github.com/provtrail/provtrail/collectors"
+	"github.com/provtrail/provtrail/collectors/internal/window"
 	"github.com/provtrail/provtrail/collectors/internal/windowtest"
 	"github.com/provtrail/provtrail/internal/hclconfig"
 )
@@ -318,13 +319,13 @@ func TestConfigErrors(t *testing.T) {
 
 func TestNextLink(t *testing.T) {
 	h := []string{`<https://a/api/v1/logs?x=1>; rel="self"`, `<https://a/api/v1/logs?after=abc>; rel="next"`}
-	if got := nextLink(h); got != "https://a/api/v1/logs?after=abc" {
+	if got := window.NextLink(h); got != "https://a/api/v1/logs?after=abc" {
 		t.Fatal(got)
 	}
-	if got := nextLink([]string{`<https://a/x>; rel="self", <https://a/y>; rel=next`}); got != "https://a/y" {
+	if got := window.NextLink([]string{`<https://a/x>; rel="self", <https://a/y>; rel=next`}); got != "https://a/y" {
 		t.Fatal(got)
 	}
-	if nextLink([]string{"garbage"}) != "" {
+	if window.NextLink([]string{"garbage"}) != "" {
 		t.Fatal("garbage")
 	}
 }
