@@ -247,11 +247,11 @@ type rawHeader struct {
 	BodyEncoding *Encoding  `json:"body_encoding"`
 	RawLen       *int64     `json:"raw_len"`
 	Events       *int       `json:"events"`
-	FirstTime    *time.Time `json:"first_time"`
-	LastTime     *time.Time `json:"last_time"`
+	FirstTime    *string    `json:"first_time"`
+	LastTime     *string    `json:"last_time"`
 	KeyID        *string    `json:"key_id"`
 	NextPub      *[]byte    `json:"next_pub"`
-	Created      *time.Time `json:"created"`
+	Created      *string    `json:"created"`
 }
 
 // ParseHeader strictly decodes header payload bytes: a JSON object with no duplicate or
@@ -289,21 +289,41 @@ func ParseHeader(payload []byte) (Header, error) {
 	h = Header{
 		V: *r.V, Audience: *r.Audience, AgentID: *r.AgentID, StreamID: *r.StreamID, Seq: *r.Seq,
 		Prev: *r.Prev, BodySHA256: *r.BodySHA256, BodyLen: *r.BodyLen, BodyEncoding: *r.BodyEncoding,
-		RawLen: *r.RawLen, Events: *r.Events, KeyID: *r.KeyID, NextPub: *r.NextPub, Created: *r.Created,
+		RawLen: *r.RawLen, Events: *r.Events, KeyID: *r.KeyID, NextPub: *r.NextPub,
 	}
 	if r.PrevStream != nil {
 		h.PrevStream = *r.PrevStream
 	}
+	var err error
+	if h.Created, err = parseUTC("created", *r.Created); err != nil {
+		return Header{}, err
+	}
 	if r.FirstTime != nil {
-		h.FirstTime = *r.FirstTime
+		if h.FirstTime, err = parseUTC("first_time", *r.FirstTime); err != nil {
+			return Header{}, err
+		}
 	}
 	if r.LastTime != nil {
-		h.LastTime = *r.LastTime
+		if h.LastTime, err = parseUTC("last_time", *r.LastTime); err != nil {
+			return Header{}, err
+		}
 	}
 	if err := h.check(); err != nil {
 		return Header{}, fmt.Errorf("header: %w", err)
 	}
 	return h, nil
+}
+
+// parseUTC parses an RFC 3339 time that must be in UTC with the "Z" designator.
+func parseUTC(field, s string) (time.Time, error) {
+	if !strings.HasSuffix(s, "Z") {
+		return time.Time{}, fmt.Errorf("header: %s must be RFC 3339 in UTC ending in Z", field)
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("header: %s: %w", field, err)
+	}
+	return t, nil
 }
 
 // check validates field values of a decoded header.

@@ -212,6 +212,10 @@ func TestParseHeaderRejects(t *testing.T) {
 		"prev_stream late": func(m map[string]any) { m["prev_stream"] = m["stream_id"] },
 		"empty aud":        func(m map[string]any) { m["aud"] = "" },
 		"seq string":       func(m map[string]any) { m["seq"] = "1" },
+		"seq fraction":     func(m map[string]any) { m["seq"] = 1.5 },
+		"seq 2^53":         func(m map[string]any) { m["seq"] = uint64(1) << 53 },
+		"created offset":   func(m map[string]any) { m["created"] = "2026-11-25T13:00:02+01:00" },
+		"created garbage":  func(m map[string]any) { m["created"] = "yesterdayZ" },
 	}
 	for name, edit := range edits {
 		var m map[string]any
