@@ -77,8 +77,9 @@ type follower struct {
 	ino    uint64
 	// draining: f is no longer the file at path (renamed away, or the
 	// path.1 found at start); it is read to its end before moving on.
-	draining bool
-	lastData time.Time
+	draining   bool
+	drainSince time.Time
+	lastData   time.Time
 	// truncated is set while the events held from before a copytruncate
 	// are flushed: their positions point at the new file's start.
 	truncated bool
@@ -190,7 +191,7 @@ func (fl *follower) resume(sp filePos) {
 			off, ctxOff = 0, 0
 		}
 		fl.attach(f, name, dev, ino, ctxOff, off, sp.Skip)
-		fl.draining = name != fl.path
+		fl.draining, fl.drainSince = name != fl.path, c.now()
 		return
 	}
 	if _, err := os.Stat(fl.path); err == nil {
@@ -276,17 +277,14 @@ func (fl *follower) step(ctx context.Context) error {
 		st, err := os.Stat(fl.path)
 		if err != nil || !sameFile(st, fl.dev, fl.ino) {
 			c.log.Info("authlog: file rotated, draining the old one", "path", fl.path)
-			fl.draining = true
+			fl.draining, fl.drainSince = true, now
 		}
 	}
-	if fl.draining && !got {
-		quiet := now.Sub(fl.lastData) >= c.cfg.RotateWait
-		if fi != nil && now.Sub(fi.ModTime()) >= c.cfg.RotateWait {
-			quiet = true
-		}
-		if quiet {
-			return fl.finishOld(ctx)
-		}
+	// The writer keeps writing to the renamed file until it reopens (after
+	// logrotate's HUP, if any): the old file is done only once it has been
+	// quiet for rotate_wait since the rotation was seen.
+	if fl.draining && !got && now.Sub(fl.lastData) >= c.cfg.RotateWait && now.Sub(fl.drainSince) >= c.cfg.RotateWait {
+		return fl.finishOld(ctx)
 	}
 	if len(fl.parser.pend) > 0 && now.Sub(fl.lastData) >= c.cfg.FlushAfter {
 		if err := fl.parser.flush(fl.lr.consumed()); err != nil {
