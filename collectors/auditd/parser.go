@@ -148,7 +148,10 @@ func (s *stream) add(r *Record, off int64, mp mapped) {
 	s.flushPending()
 	ev := mp.ev
 	ev.ID = event.NewID(Type, ev.Origin.Host, r.ID, r.Type)
-	ev.Source = event.Source{Collector: Type, Instance: s.instance, File: s.file, Offset: event.Int64(off), EventID: r.ID}
+	ev.Source = event.Source{Collector: Type, Instance: s.instance, File: s.file, EventID: r.ID}
+	if off >= 0 {
+		ev.Source.Offset = event.Int64(off)
+	}
 	s.pend = &pending{ev: ev, key: mp.key, pid: pid, last: r.Time, raws: []string{redact(r.Raw)}, mark: s.groupMark, next: s.groupNext}
 }
 
@@ -332,3 +335,31 @@ func readLine(br *bufio.Reader, max int) ([]byte, int, error) {
 		return buf, total, err
 	}
 }
+
+// Stream reads audit records one at a time for collectors that receive
+// them in another envelope (journald's audit transport). Each record goes
+// in with its carrier's Position; finished events come out with the mark
+// of their last record. It is not safe for concurrent use.
+type Stream struct{ s *stream }
+
+// NewStream returns a Stream named name (for Source.File and problems)
+// whose events go to emit.
+func (p *Parser) NewStream(name string, emit func(ev event.Event, mark collectors.Position) error) *Stream {
+	st := p.newStream(name, func(evs []finishedEvent) error {
+		for _, e := range evs {
+			if err := emit(e.ev, e.mark); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return &Stream{s: st}
+}
+
+// Record reads one audit.log-format line: "type=T msg=audit(S.MS:N): ...".
+func (st *Stream) Record(line []byte, mark collectors.Position) error {
+	return st.s.line(line, -1, 0, mark)
+}
+
+// Flush emits every held event.
+func (st *Stream) Flush() error { return st.s.flush() }
