@@ -234,3 +234,43 @@ func TestParseHeaderRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifierConcurrentStreams verifies several zstd streams in parallel with one
+// Verifier (run with -race).
+func TestVerifierConcurrentStreams(t *testing.T) {
+	ctx := context.Background()
+	v, _ := NewVerifier(VerifierConfig{Audience: vecAudience})
+	pub, _ := ParsePublicKeyPEM([]byte(testPubPEM(t, "identity")))
+	type stream struct {
+		batches []Batch
+	}
+	streams := make([]stream, 4)
+	for i := range streams {
+		cfg := chainCfg(t)
+		cfg.Encoding = EncodingZstd
+		a := newSim(t, filepath.Join(t.TempDir(), "s"), cfg, "conc-verify-"+string(rune('a'+i)))
+		for j := range 6 {
+			streams[i].batches = append(streams[i].batches, a.seal(j*7%5, j))
+		}
+	}
+	errs := make(chan error, len(streams))
+	for _, s := range streams {
+		go func() {
+			st, _ := NewStreamState(vecAgent, pub)
+			for _, b := range s.batches {
+				res, err := v.Verify(ctx, st, b)
+				if err != nil || res.Verdict != Accepted {
+					errs <- errors.Join(err, errors.New(res.Verdict.String()+": "+res.Reason))
+					return
+				}
+				st = res.Next
+			}
+			errs <- nil
+		}()
+	}
+	for range streams {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
