@@ -13,7 +13,7 @@ import (
 // session tokens, service account private keys.
 var secretKeys = []string{
 	"password", "newpassword", "oldpassword", "secretaccesskey", "sessiontoken",
-	"privatekey", "privatekeydata", "private_key", "clientsecret", "client_secret",
+	"privatekey", "privatekeydata", "private_key", "private_key_data", "clientsecret", "client_secret",
 	"secret", "secrettext", "token", "accesstoken", "refreshtoken",
 }
 

@@ -1,0 +1,47 @@
+package gcpaudit
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/provtrail/provtrail/event"
+)
+
+func FuzzMap(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.json")
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		var page struct {
+			Entries []json.RawMessage `json:"entries"`
+		}
+		if json.Unmarshal(b, &page) == nil {
+			for _, e := range page.Entries {
+				f.Add([]byte(e))
+			}
+		}
+		f.Add(b)
+	}
+	m := &mapper{now: func() time.Time { return time.Unix(0, 0) }}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		evs, ok, err := m.Map(b)
+		if err != nil || !ok {
+			return
+		}
+		seen := map[string]bool{}
+		for i := range evs {
+			if err := event.Validate(&evs[i]); err != nil {
+				t.Fatalf("mapped an invalid event: %v", err)
+			}
+			if seen[evs[i].ID] {
+				t.Fatal("two events of one entry share an id")
+			}
+			seen[evs[i].ID] = true
+		}
+	})
+}
