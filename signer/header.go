@@ -235,23 +235,23 @@ func parseEnvelope(data []byte) (payload []byte, keyID string, sig []byte, err e
 
 // rawHeader uses pointers so that missing required fields are detected.
 type rawHeader struct {
-	V            *int       `json:"v"`
-	Audience     *string    `json:"aud"`
-	AgentID      *string    `json:"agent_id"`
-	StreamID     *string    `json:"stream_id"`
-	PrevStream   *string    `json:"prev_stream"`
-	Seq          *uint64    `json:"seq"`
-	Prev         *Digest    `json:"prev"`
-	BodySHA256   *Digest    `json:"body_sha256"`
-	BodyLen      *int64     `json:"body_len"`
-	BodyEncoding *Encoding  `json:"body_encoding"`
-	RawLen       *int64     `json:"raw_len"`
-	Events       *int       `json:"events"`
-	FirstTime    *string    `json:"first_time"`
-	LastTime     *string    `json:"last_time"`
-	KeyID        *string    `json:"key_id"`
-	NextPub      *[]byte    `json:"next_pub"`
-	Created      *string    `json:"created"`
+	V            *int      `json:"v"`
+	Audience     *string   `json:"aud"`
+	AgentID      *string   `json:"agent_id"`
+	StreamID     *string   `json:"stream_id"`
+	PrevStream   *string   `json:"prev_stream"`
+	Seq          *uint64   `json:"seq"`
+	Prev         *Digest   `json:"prev"`
+	BodySHA256   *Digest   `json:"body_sha256"`
+	BodyLen      *int64    `json:"body_len"`
+	BodyEncoding *Encoding `json:"body_encoding"`
+	RawLen       *int64    `json:"raw_len"`
+	Events       *int      `json:"events"`
+	FirstTime    *string   `json:"first_time"`
+	LastTime     *string   `json:"last_time"`
+	KeyID        *string   `json:"key_id"`
+	NextPub      *[]byte   `json:"next_pub"`
+	Created      *string   `json:"created"`
 }
 
 // ParseHeader strictly decodes header payload bytes: a JSON object with no duplicate or
