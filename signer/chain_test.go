@@ -393,3 +393,29 @@ func TestChainLogsNoKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestChainStateWriteFailure: the spool stored seq 1 but the state write failed. The
+// chain must refuse to seal again (that would re-use seq 1: a fork) until it is reopened,
+// and the reopened chain continues after seq 1.
+func TestChainStateWriteFailure(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "s")
+	c := newCentral(t, vecAudience, vecAgent, testPubPEM(t, "identity"), Limits{})
+	a := newSim(t, dir, chainCfg(t), "wfail")
+	mustAccept(t, c, a.seal(1, 0), Accepted)
+	var spool []Batch
+	store := func(_ context.Context, b Batch) error { spool = append(spool, b); return nil }
+	a.chain.sf.f.Close() // the disk goes away under the state file
+	b1, err := a.chain.Seal(ctx, events(1, 1), metaFor(1), store)
+	if err == nil || len(spool) != 1 || !bytes.Equal(b1.Envelope, spool[0].Envelope) {
+		t.Fatalf("seal with failing state write: err %v, %d stored", err, len(spool))
+	}
+	if _, err := a.chain.Seal(ctx, nil, Meta{}, store); err == nil || len(spool) != 1 {
+		t.Fatal("sealed again after the state write failed")
+	}
+	mustAccept(t, c, spool[0], Accepted)
+	cfg := chainCfg(t)
+	cfg.LastStored = func(context.Context) ([]byte, error) { return spool[len(spool)-1].Envelope, nil }
+	r := newSim(t, dir, cfg, "wfail-2")
+	mustAccept(t, c, r.seal(0, 0), Accepted)
+}

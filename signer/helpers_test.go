@@ -282,6 +282,9 @@ func (c *central) receive(ctx context.Context, data []byte) (Result, error) {
 		ve := err.(*VerdictError)
 		return Result{Verdict: ve.Verdict, Reason: ve.Reason}, nil
 	}
+	if h.Audience != c.v.aud {
+		return Result{Verdict: WrongAudience, Reason: "other audience"}, nil
+	}
 	if h.AgentID != c.agent {
 		return Result{Verdict: UnknownKey, Reason: "agent not enrolled"}, nil
 	}
