@@ -45,13 +45,17 @@ const (
 // (JSON) and as the agent keeps it (one JSON object per line in
 // state_dir/receipts/receipts.ndjson).
 type Receipt struct {
-	Verdict    string `json:"verdict"`
-	Reason     string `json:"reason,omitempty"`
-	LogIndex   *int64 `json:"log_index,omitempty"`
-	Checkpoint string `json:"checkpoint,omitempty"`
+	Verdict     string  `json:"verdict"`
+	Reason      string  `json:"reason,omitempty"`
+	Retry       bool    `json:"retry,omitempty"`
+	LogIndex    *uint64 `json:"log_index,omitempty"`
+	Checkpoint  string  `json:"checkpoint,omitempty"`
+	ProofPath   string  `json:"proof_path,omitempty"`
+	MissingFrom *uint64 `json:"missing_from,omitempty"`
+	MissingTo   *uint64 `json:"missing_to,omitempty"`
 
-	// Filled in by the agent.
-	Stream       string    `json:"stream,omitempty"`
+	// Filled in by the agent from the batch it sent.
+	Stream       string    `json:"stream_id,omitempty"`
 	Seq          *uint64   `json:"seq,omitempty"`
 	HeaderSHA256 string    `json:"header_sha256,omitempty"`
 	Events       int       `json:"events"`
@@ -245,9 +249,11 @@ type attempt struct {
 
 // setAsideVerdicts are central's answers that are about this batch and
 // will not change on a resend: keep it as evidence and move on.
+// unknown_key is not one of them: central also gives it to an agent that is
+// not enrolled yet or waits for approval, which every batch would hit.
 var setAsideVerdicts = map[string]bool{
 	"malformed": true, "body_mismatch": true, "too_large": true,
-	"bad_signature": true, "unknown_key": true, "fork": true,
+	"bad_signature": true, "fork": true,
 }
 
 // deliver sends one entry until central acknowledges or rejects it.

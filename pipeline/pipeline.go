@@ -70,6 +70,7 @@ type Pipeline struct {
 	log     *slog.Logger
 	m       *Metrics
 	in      chan []item
+	flushes chan chan error
 	closing chan struct{}
 	once    sync.Once
 	done    chan struct{}
@@ -116,6 +117,7 @@ func New(cfg Config, through uint64) (*Pipeline, error) {
 	p := &Pipeline{
 		cfg: cfg, log: cfg.Logger, m: cfg.Metrics,
 		in:         make(chan []item, 64),
+		flushes:    make(chan chan error),
 		closing:    make(chan struct{}),
 		done:       make(chan struct{}),
 		pos:        map[string]collectors.Position{},
@@ -287,22 +289,26 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 		return nil
 	}
+	drainIn := func() error {
+		for {
+			select {
+			case items := <-p.in:
+				if err := add(ctx, items); err != nil {
+					return err
+				}
+			default:
+				return nil
+			}
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-p.closing:
 			// Take what collectors already handed over, seal it, commit.
-			for {
-				select {
-				case items := <-p.in:
-					if err := add(ctx, items); err != nil {
-						return err
-					}
-					continue
-				default:
-				}
-				break
+			if err := drainIn(); err != nil {
+				return err
 			}
 			if err := flush(ctx); err != nil {
 				return err
@@ -311,6 +317,15 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return err
 		case items := <-p.in:
 			if err := add(ctx, items); err != nil {
+				return err
+			}
+		case reply := <-p.flushes:
+			err := drainIn()
+			if err == nil && p.count > 0 {
+				err = flush(ctx)
+			}
+			reply <- err
+			if err != nil {
 				return err
 			}
 		case <-batchTimer:
@@ -441,6 +456,26 @@ func (p *Pipeline) CommitPositions() (uint64, error) {
 		return 0, err
 	}
 	return through, nil
+}
+
+// Flush seals and spools every record emitted before the call, so that
+// the positions store holds the positions of all of them (the agent calls
+// it before restarting a collector, which then resumes from there).
+func (p *Pipeline) Flush(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case p.flushes <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-p.done:
+		return ErrStopped
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Close asks Run to seal what it holds and return; Emit returns ErrStopped

@@ -244,7 +244,7 @@ func TestReceiverDownFullSpoolPauses(t *testing.T) {
 	em := r.p.Emitter("test/gen")
 	var emitted atomic.Int64
 	done := make(chan struct{})
-	const n = 2000
+	const n = 1000
 	go func() {
 		defer close(done)
 		for i := range n {
@@ -255,7 +255,9 @@ func TestReceiverDownFullSpoolPauses(t *testing.T) {
 		}
 	}()
 	waitFor(t, "spool full", 20*time.Second, func() bool { return r.sp.Stats().Full })
-	// Collection is paused: the emitter stops advancing.
+	// Collection is paused: once the in-memory hand-over (the batch being
+	// built and a bounded channel) is full, the emitter stops advancing.
+	time.Sleep(300 * time.Millisecond)
 	before := emitted.Load()
 	time.Sleep(300 * time.Millisecond)
 	if after := emitted.Load(); after != before || after == n {

@@ -27,6 +27,7 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"version":  {"print version, commit and Go version", runVersion},
+		"agent":    {"run the host agent: collect, sign, spool and forward provisioning events", runAgent},
 		"validate": {"check agent.hcl or central.hcl and print FILE:LINE:COL diagnostics", runValidate},
 		"parse":    {"run one collector's parser over files or stdin and print events as NDJSON", runParse},
 		"keygen":   {"generate an agent or log signing key pair (encrypted PEM)", runKeygen},

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/provtrail/provtrail/agent"
+	"github.com/provtrail/provtrail/collectors/all"
+	"github.com/provtrail/provtrail/internal/hclconfig"
+)
+
+// runAgent runs the host agent until SIGTERM/SIGINT (ctx), reloading the
+// collector blocks of its config on SIGHUP.
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("agent", "agent --config FILE", stdout, stderr)
+	var path, logLevel, logFormat string
+	var drain time.Duration
+	fs.StringVar(&path, "config", "/etc/provtrail/agent.hcl", "agent configuration file")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&drain, "drain-timeout", agent.DefaultDrainTimeout, "how long a shutdown may take to seal and deliver what is pending")
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "provtrail agent: unexpected arguments %v\n", fs.Args())
+		return exitUsage
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		fmt.Fprintf(stderr, "provtrail agent: --log-level: %v\n", err)
+		return exitUsage
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
+	if logFormat == "json" {
+		h = slog.NewJSONHandler(stderr, hopts)
+	} else if logFormat != "text" {
+		fmt.Fprintf(stderr, "provtrail agent: --log-format must be text or json\n")
+		return exitUsage
+	}
+	log := slog.New(h)
+
+	reg := all.Registry()
+	cfg, diags := agent.LoadConfig(path, reg)
+	hclconfig.WriteDiagnostics(stderr, diags)
+	if diags.HasErrors() {
+		return exitUsage
+	}
+	a, err := agent.New(cfg, agent.Options{Registry: reg, Logger: log, DrainTimeout: drain, Version: version})
+	if err != nil {
+		fmt.Fprintf(stderr, "provtrail agent: %v\n", err)
+		return exitFailure
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading configuration", "config", path)
+				ncfg, diags := agent.LoadConfig(path, reg)
+				if diags.HasErrors() {
+					var b strings.Builder
+					hclconfig.WriteDiagnostics(&b, diags)
+					log.Error("reload: configuration has errors; keeping the running one", "diagnostics", b.String())
+					continue
+				}
+				if err := a.Reload(runCtx, ncfg); err != nil {
+					log.Error("reload", "err", err)
+				}
+			}
+		}
+	}()
+	if err := a.Run(runCtx); err != nil {
+		log.Error("agent failed", "err", err)
+		return exitFailure
+	}
+	return exitOK
+}
