@@ -47,7 +47,7 @@ var DefaultPrivilegedGroups = []string{
 // Missing paths are fine (the file may appear later, and both Debian's and
 // RHEL's names can be listed).
 type Config struct {
-	PathsAttr        *hcl.Attribute `hcl:"paths"`
+	PathsExpr        hcl.Expression `hcl:"paths"`
 	TimezoneAttr     *hcl.Attribute `hcl:"timezone,optional"`
 	YearAttr         *hcl.Attribute `hcl:"year,optional"`
 	MaxLineBytesAttr *hcl.Attribute `hcl:"max_line_bytes,optional"`
@@ -100,7 +100,7 @@ func DecodeConfig(body hcl.Body, ctx *hcl.EvalContext) (*Config, hcl.Diagnostics
 			diags = append(diags, gohcl.DecodeExpression(a.Expr, ctx, dst)...)
 		}
 	}
-	evalInto(c.PathsAttr, &c.Paths)
+	diags = append(diags, gohcl.DecodeExpression(c.PathsExpr, ctx, &c.Paths)...)
 	evalInto(c.TimezoneAttr, &c.Timezone)
 	evalInto(c.YearAttr, &c.Year)
 	evalInto(c.StartAtAttr, &c.StartAt)
@@ -146,27 +146,34 @@ func loadLocation(name string) (*time.Location, error) {
 // attribute.
 func (c *Config) Validate() hcl.Diagnostics {
 	var diags hcl.Diagnostics
-	bad := func(a *hcl.Attribute, summary, detail string) {
+	badExpr := func(e hcl.Expression, summary, detail string) {
 		d := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail}
-		if a != nil {
-			d.Subject = a.Expr.Range().Ptr()
+		if e != nil {
+			d.Subject = e.Range().Ptr()
 		}
 		diags = append(diags, d)
 	}
+	bad := func(a *hcl.Attribute, summary, detail string) {
+		var e hcl.Expression
+		if a != nil {
+			e = a.Expr
+		}
+		badExpr(e, summary, detail)
+	}
 	if len(c.Paths) == 0 {
-		bad(c.PathsAttr, "No paths", "authlog needs at least one file in paths, such as \"/var/log/auth.log\" or \"/var/log/secure\".")
+		badExpr(c.PathsExpr, "No paths", "paths is required: authlog needs at least one file, such as \"/var/log/auth.log\" or \"/var/log/secure\".")
 	}
 	seen := map[string]bool{}
 	for _, p := range c.Paths {
 		switch {
 		case p == "":
-			bad(c.PathsAttr, "Empty path", "Every entry of paths must name a file.")
+			badExpr(c.PathsExpr, "Empty path", "Every entry of paths must name a file.")
 		case !filepath.IsAbs(p):
-			bad(c.PathsAttr, "Relative path", fmt.Sprintf("%q: paths must be absolute.", p))
+			badExpr(c.PathsExpr, "Relative path", fmt.Sprintf("%q: paths must be absolute.", p))
 		case strings.HasSuffix(p, ".gz"):
-			bad(c.PathsAttr, "Compressed file", fmt.Sprintf("%q: authlog follows plain-text logs; rotated .gz files are not read.", p))
+			badExpr(c.PathsExpr, "Compressed file", fmt.Sprintf("%q: authlog follows plain-text logs; rotated .gz files are not read.", p))
 		case seen[filepath.Clean(p)]:
-			bad(c.PathsAttr, "Duplicate path", fmt.Sprintf("%q is listed twice.", p))
+			badExpr(c.PathsExpr, "Duplicate path", fmt.Sprintf("%q is listed twice.", p))
 		}
 		seen[filepath.Clean(p)] = true
 	}

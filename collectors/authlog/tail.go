@@ -108,7 +108,9 @@ func (c *Collector) Run(ctx context.Context, start collectors.Position, out coll
 			fl.parser.lineNo++
 			fl.parser.problem(off, fmt.Sprintf("line longer than %d bytes; skipped", c.opts.maxLine), prefix)
 		}
-		if sp, ok := saved[p]; ok {
+		// A saved entry without identity: the file was missing when it was
+		// saved, so whatever is there now is new and read from its start.
+		if sp, ok := saved[p]; ok && sp.Inode != 0 {
 			fl.safe = sp
 			fl.resume(sp)
 		}
@@ -139,13 +141,27 @@ func (c *Collector) Run(ctx context.Context, start collectors.Position, out coll
 	watchDirs()
 	tick := time.NewTicker(c.cfg.PollInterval)
 	defer tick.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
+		var due time.Time
 		for _, fl := range r.followers {
 			if err := fl.step(ctx); err != nil {
 				return err
 			}
+			if d := fl.due(); !d.IsZero() && (due.IsZero() || d.Before(due)) {
+				due = d
+			}
+		}
+		// Held-back events and a draining rotated file need a step when
+		// their quiet time is up, not only at the next poll.
+		var timerC <-chan time.Time
+		if !due.IsZero() {
+			timer.Reset(max(due.Sub(c.now()), time.Millisecond))
+			timerC = timer.C
 		}
 		select {
+		case <-timerC:
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-events:
@@ -295,6 +311,27 @@ func (fl *follower) step(ctx context.Context) error {
 		fl.safe = fl.currentPos(fl.lr.consumed())
 	}
 	return nil
+}
+
+// due returns when this file next needs a step without new data: to flush
+// held-back events, or to finish a drained rotated file. Zero: no need.
+func (fl *follower) due() time.Time {
+	c := fl.r.c
+	var d time.Time
+	if fl.f != nil && len(fl.parser.pend) > 0 {
+		d = fl.lastData.Add(c.cfg.FlushAfter)
+	}
+	if fl.f != nil && fl.draining {
+		end := fl.lastData
+		if fl.drainSince.After(end) {
+			end = fl.drainSince
+		}
+		end = end.Add(c.cfg.RotateWait)
+		if d.IsZero() || end.Before(d) {
+			d = end
+		}
+	}
+	return d
 }
 
 // finishOld ends a drained rotated file (its partial last line counts as

@@ -472,3 +472,26 @@ func TestTailRealLogrotate(t *testing.T) {
 	}
 	r2.stop(t)
 }
+
+// fsnotify wakes the collector and its own timer flushes held-back events:
+// with a one-hour poll, a change still arrives at once.
+func TestTailWakesWithoutPolling(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "auth.log")
+	w := newWriter(t, path)
+	cfg := tailConfig(path)
+	cfg.PollInterval = time.Hour
+	r := startCollector(t, cfg, nil, nil)
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	w.userdel("", "fast", 700)
+	r.sink.waitFor(t, 1)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("event took %v", d)
+	}
+	rotate(t, path)
+	w.hup()
+	w.userdel("", "fast2", 701)
+	r.sink.waitFor(t, 2)
+	r.stop(t)
+}

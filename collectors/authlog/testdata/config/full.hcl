@@ -1,0 +1,10 @@
+paths             = ["/var/log/auth.log", env("PROVTRAIL_TEST_SECURE", "/var/log/secure")]
+timezone          = "UTC"
+year              = 2025
+max_line_bytes    = "16KiB"
+start_at          = "end"
+poll_interval     = "250ms"
+rotate_wait       = "10s"
+flush_after       = "2s"
+sudo_window       = "3s"
+privileged_groups = ["sudo", "wheel", "ops-admins"]

@@ -1,0 +1,1 @@
+paths = ["/var/log/auth.log"]

@@ -1,0 +1,2 @@
+paths = ["/var/log/auth.log"]
+timezon = "UTC"
