@@ -206,8 +206,11 @@ func (tc *testCentral) getJSON(t testing.TB, path string, v any) int {
 
 // testEvents returns an NDJSON body of n valid events and their time range.
 func testEvents(prefix string, n int) ([]byte, signer.Meta) {
+	return testEventsAt(prefix, n, time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+}
+
+func testEventsAt(prefix string, n int, t0 time.Time) ([]byte, signer.Meta) {
 	var buf bytes.Buffer
-	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	for i := range n {
 		ts := t0.Add(time.Duration(i) * time.Second)
 		fmt.Fprintf(&buf, `{"id":"%s-%d","time":%q,"observed_time":%q,"action":"group.member.add","outcome":"success","severity":"medium","actor":{"name":"root","uid":0,"type":"human"},"target":{"user":{"name":"user%d"},"group":{"name":"wheel"}},"origin":{"system":"linux","host":"host-%s","program":"gpasswd"},"source":{"collector":"authlog"},"ocsf":{"class_uid":3006,"activity_id":3,"type_uid":300603,"category_uid":3}}`+"\n",
@@ -218,7 +221,12 @@ func testEvents(prefix string, n int) ([]byte, signer.Meta) {
 
 func seal(t testing.TB, c *signer.Chain, prefix string, n int) signer.Batch {
 	t.Helper()
-	body, meta := testEvents(prefix, n)
+	return sealAt(t, c, prefix, n, time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+}
+
+func sealAt(t testing.TB, c *signer.Chain, prefix string, n int, t0 time.Time) signer.Batch {
+	t.Helper()
+	body, meta := testEventsAt(prefix, n, t0)
 	if n == 0 {
 		body, meta = nil, signer.Meta{}
 	}

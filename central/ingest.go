@@ -229,7 +229,9 @@ func (in *Ingester) ingest(ctx context.Context, wire []byte, remote string) (*Re
 		}
 	}
 
+	t0 := time.Now()
 	res, err := in.verifier.Verify(ctx, st, b)
+	in.metrics.phase("verify", t0)
 	if err != nil {
 		r.Retry = true
 		return reject(r, 0, "cannot judge the batch now"), err
@@ -285,8 +287,11 @@ func (in *Ingester) accept(ctx context.Context, r *Receipt, b *signer.Batch, res
 		r.Retry = true
 		return r, fmt.Errorf("marshal stream state: %w", err)
 	}
+	t0 := time.Now()
 	events, lastTime := parseEvents(res.Body, res.HeaderDigest, in.metrics)
+	t0 = in.metrics.phase("parse", t0)
 	idx, _, err := in.log.Add(ctx, b.Envelope)
+	t0 = in.metrics.phase("log", t0)
 	if err != nil {
 		r.Retry = true
 		return r, err
@@ -301,11 +306,12 @@ func (in *Ingester) accept(ctx context.Context, r *Receipt, b *signer.Batch, res
 	}
 	w := &BatchWrite{
 		Batch: Batch{AgentID: h.AgentID, StreamID: h.StreamID, Seq: h.Seq, LogIndex: idx, HeaderHash: res.HeaderDigest[:],
-			Record: record, Envelope: b.Envelope, Body: b.Body, Events: h.Events, ReceivedAt: now},
+			Record: record, Envelope: b.Envelope, Body: b.Body, Encoding: b.Encoding, Events: h.Events, ReceivedAt: now},
 		Events: events,
 		Stream: next,
 	}
 	cres, err := in.store.CommitBatch(ctx, w)
+	in.metrics.phase("store", t0)
 	if err != nil {
 		// The leaf is sequenced but the batch is not stored: the agent
 		// resends, and the log's dedup hands back the same index.

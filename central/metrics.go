@@ -17,6 +17,7 @@ type Metrics struct {
 	badEvents  prometheus.Counter
 	alerts     *prometheus.CounterVec
 	latency    prometheus.Histogram
+	phases     *prometheus.HistogramVec
 	inflight   prometheus.Gauge
 	overloaded prometheus.Counter
 }
@@ -45,6 +46,10 @@ func NewMetrics() *Metrics {
 			Name: "provtrail_central_ingest_seconds", Help: "Time from a batch's arrival to its receipt.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
+		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "provtrail_central_ingest_phase_seconds", Help: "Time an accepted batch spends in each ingest phase (verify, log, store).",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"phase"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "provtrail_central_requests_in_flight", Help: "Batch requests being processed.",
 		}),
@@ -52,7 +57,7 @@ func NewMetrics() *Metrics {
 			Name: "provtrail_central_overloaded_total", Help: "Batch requests answered 503 because the concurrency limit was reached.",
 		}),
 	}
-	m.Registry.MustRegister(m.batches, m.events, m.skipped, m.badEvents, m.alerts, m.latency, m.inflight, m.overloaded,
+	m.Registry.MustRegister(m.batches, m.events, m.skipped, m.badEvents, m.alerts, m.latency, m.phases, m.inflight, m.overloaded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -93,4 +98,32 @@ func (m *Metrics) overload() {
 	if m != nil {
 		m.overloaded.Inc()
 	}
+}
+
+func (m *Metrics) phase(name string, start time.Time) time.Time {
+	now := time.Now()
+	if m != nil {
+		m.phases.WithLabelValues(name).Observe(now.Sub(start).Seconds())
+	}
+	return now
+}
+
+// PhaseTotals returns the total seconds and count observed per ingest
+// phase (for benchmarks and diagnostics).
+func (m *Metrics) PhaseTotals() map[string][2]float64 {
+	out := map[string][2]float64{}
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "provtrail_central_ingest_phase_seconds" {
+			continue
+		}
+		for _, mm := range mf.GetMetric() {
+			h := mm.GetHistogram()
+			out[mm.GetLabel()[0].GetValue()] = [2]float64{h.GetSampleSum(), float64(h.GetSampleCount())}
+		}
+	}
+	return out
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/provtrail/provtrail/signer"
 )
 
 // StoreFile is the SQLite database file in data_dir.
@@ -59,13 +61,14 @@ CREATE TABLE batches (
 	record      BLOB NOT NULL,
 	envelope    BLOB NOT NULL,
 	body        BLOB,
+	encoding    TEXT NOT NULL,
 	events      INTEGER NOT NULL,
 	received_at INTEGER NOT NULL,
 	UNIQUE (agent_id, stream_id, seq)
 );
 CREATE TABLE events (
 	id         INTEGER PRIMARY KEY,
-	event_id   TEXT NOT NULL UNIQUE,
+	event_id   TEXT NOT NULL,
 	batch_id   INTEGER NOT NULL REFERENCES batches(id),
 	ord        INTEGER NOT NULL,
 	time       INTEGER NOT NULL,
@@ -76,10 +79,12 @@ CREATE TABLE events (
 	group_name TEXT NOT NULL,
 	privileges TEXT NOT NULL,
 	system     TEXT NOT NULL,
-	host       TEXT NOT NULL,
-	json       BLOB NOT NULL
+	host       TEXT NOT NULL
 );
-CREATE INDEX events_time   ON events (time);
+-- Unique by (time, id), not id alone: an id index is random-keyed and
+-- costs a page write per event, while time keeps inserts local. A
+-- source's re-read event has the same id and time.
+CREATE UNIQUE INDEX events_time_id ON events (time, event_id);
 CREATE INDEX events_batch  ON events (batch_id, ord);
 CREATE INDEX events_actor  ON events (actor, time);
 CREATE INDEX events_user   ON events (user_name, time);
@@ -122,7 +127,9 @@ CREATE TABLE enroll_tokens (
 
 // SQLite is the embedded Store: one database file in WAL mode. Writes go
 // through a single writer goroutine that commits queued writes together
-// (group commit), each durably (synchronous=FULL).
+// (group commit), each durably (synchronous=FULL). A write function may
+// run more than once (after another write in its group failed), so it must
+// not keep state across runs except through its transaction.
 type SQLite struct {
 	db     *sql.DB // readers
 	w      *sql.DB // the one writer connection
@@ -131,6 +138,7 @@ type SQLite struct {
 	done   chan struct{}
 	once   sync.Once
 	log    *slog.Logger
+	bodies bodyCache
 }
 
 type writeReq struct {
@@ -152,6 +160,13 @@ func OpenSQLite(ctx context.Context, dir string, logger *slog.Logger) (*SQLite, 
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "foreign_keys(ON)")
+	// A large page cache keeps index pages of a group commit in memory
+	// instead of spilling them to the WAL mid-transaction.
+	q.Add("_pragma", "cache_size(-131072)")
+	q.Add("_pragma", "temp_store(MEMORY)")
+	// Checkpoint less often: hot index pages rewritten by many commits
+	// are then copied back to the database once.
+	q.Add("_pragma", "wal_autocheckpoint(16384)")
 	dsn := "file:" + path + "?" + q.Encode()
 	w, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
 	if err != nil {
@@ -237,39 +252,38 @@ func (s *SQLite) writer() {
 }
 
 func (s *SQLite) commitGroup(group []*writeReq) {
-	ctx := context.Background()
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
+	// Optimistically run the whole group in one transaction. If any write
+	// fails, roll back and run each write alone so that one bad write does
+	// not fail the others. (Savepoints per write would do the same but cost
+	// a statement journal write for every page touched.)
+	if err := s.runTx(group); err == nil {
 		for _, r := range group {
-			r.err <- fmt.Errorf("store: begin: %w", err)
+			r.err <- nil
 		}
 		return
+	} else if len(group) == 1 {
+		group[0].err <- err
+		return
 	}
-	errs := make([]error, len(group))
-	for i, r := range group {
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
-			errs[i] = err
-			continue
-		}
+	for _, r := range group {
+		r.err <- s.runTx([]*writeReq{r})
+	}
+}
+
+func (s *SQLite) runTx(group []*writeReq) error {
+	tx, err := s.w.BeginTx(context.Background(), nil)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	for _, r := range group {
 		if err := r.fn(tx); err != nil {
-			errs[i] = err
-			if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO w`); rerr != nil {
-				errs[i] = errors.Join(err, rerr)
-			}
-		}
-		if _, err := tx.ExecContext(ctx, `RELEASE w`); err != nil && errs[i] == nil {
-			errs[i] = err
+			return errors.Join(err, tx.Rollback())
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		for _, r := range group {
-			r.err <- fmt.Errorf("store: commit: %w", err)
-		}
-		return
+		return fmt.Errorf("store: commit: %w", err)
 	}
-	for i, r := range group {
-		r.err <- errs[i]
-	}
+	return nil
 }
 
 // write runs fn in the writer's transaction and returns once it is
@@ -467,30 +481,14 @@ func (s *SQLite) CommitBatch(ctx context.Context, w *BatchWrite) (CommitResult, 
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res = CommitResult{}
 		b := &w.Batch
-		r, err := tx.Exec(`INSERT INTO batches (agent_id, stream_id, seq, log_index, header_hash, record, envelope, body, events, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			b.AgentID, b.StreamID, int64(b.Seq), int64(b.LogIndex), b.HeaderHash, b.Record, b.Envelope, b.Body, b.Events, unixNano(b.ReceivedAt))
+		r, err := tx.Exec(`INSERT INTO batches (agent_id, stream_id, seq, log_index, header_hash, record, envelope, body, encoding, events, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			b.AgentID, b.StreamID, int64(b.Seq), int64(b.LogIndex), b.HeaderHash, b.Record, b.Envelope, b.Body, string(b.Encoding), b.Events, unixNano(b.ReceivedAt))
 		if err != nil {
 			return fmt.Errorf("insert batch %s/%s/%d: %w", b.AgentID, b.StreamID, b.Seq, err)
 		}
 		res.BatchID, _ = r.LastInsertId()
-		if len(w.Events) > 0 {
-			stmt, err := tx.Prepare(`INSERT INTO events (event_id, batch_id, ord, time, action, outcome, actor, user_name, group_name, privileges, system, host, json)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`)
-			if err != nil {
-				return fmt.Errorf("insert events: %w", err)
-			}
-			defer stmt.Close()
-			for _, e := range w.Events {
-				r, err := stmt.Exec(e.EventID, res.BatchID, e.Ord, unixNano(e.Time), e.Action, e.Outcome, e.Actor, e.User, e.Group, e.Privileges, e.System, e.Host, e.JSON)
-				if err != nil {
-					return fmt.Errorf("insert event %s: %w", e.EventID, err)
-				}
-				if n, _ := r.RowsAffected(); n == 1 {
-					res.EventsStored++
-				} else {
-					res.EventsSkipped++
-				}
-			}
+		if err := insertEvents(tx, res.BatchID, w.Events, &res); err != nil {
+			return err
 		}
 		st := &w.Stream
 		_, err = tx.Exec(`INSERT INTO streams (`+streamCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -509,14 +507,69 @@ func (s *SQLite) CommitBatch(ctx context.Context, w *BatchWrite) (CommitResult, 
 	return res, err
 }
 
-const batchCols = `id, agent_id, stream_id, seq, log_index, header_hash, record, envelope, body, events, received_at`
+// eventsPerInsert is how many rows one multi-row INSERT carries (13
+// parameters each; SQLite allows 32766).
+const eventsPerInsert = 128
+
+const insertEventsHead = `INSERT INTO events (event_id, batch_id, ord, time, action, outcome, actor, user_name, group_name, privileges, system, host) VALUES `
+
+// insertEvents inserts events with multi-row statements: per-statement
+// overhead dominates single-row inserts.
+func insertEvents(tx *sql.Tx, batchID int64, events []StoredEvent, res *CommitResult) error {
+	var stmts [eventsPerInsert + 1]*sql.Stmt
+	defer func() {
+		for _, s := range stmts {
+			if s != nil {
+				s.Close()
+			}
+		}
+	}()
+	args := make([]any, 0, 12*eventsPerInsert)
+	for len(events) > 0 {
+		n := min(len(events), eventsPerInsert)
+		chunk := events[:n]
+		events = events[n:]
+		if stmts[n] == nil {
+			var sb strings.Builder
+			sb.WriteString(insertEventsHead)
+			for i := range n {
+				if i > 0 {
+					sb.WriteByte(',')
+				}
+				sb.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
+			}
+			sb.WriteString(" ON CONFLICT (time, event_id) DO NOTHING")
+			st, err := tx.Prepare(sb.String())
+			if err != nil {
+				return fmt.Errorf("insert events: %w", err)
+			}
+			stmts[n] = st
+		}
+		args = args[:0]
+		for _, e := range chunk {
+			args = append(args, e.EventID, batchID, e.Ord, unixNano(e.Time), e.Action, e.Outcome, e.Actor, e.User, e.Group, e.Privileges, e.System, e.Host)
+		}
+		r, err := stmts[n].Exec(args...)
+		if err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+		stored, _ := r.RowsAffected()
+		res.EventsStored += int(stored)
+		res.EventsSkipped += n - int(stored)
+	}
+	return nil
+}
+
+const batchCols = `id, agent_id, stream_id, seq, log_index, header_hash, record, envelope, body, encoding, events, received_at`
 
 func scanBatch(scan func(...any) error) (Batch, error) {
 	var b Batch
 	var seq, idx, recv int64
-	if err := scan(&b.ID, &b.AgentID, &b.StreamID, &seq, &idx, &b.HeaderHash, &b.Record, &b.Envelope, &b.Body, &b.Events, &recv); err != nil {
+	var enc string
+	if err := scan(&b.ID, &b.AgentID, &b.StreamID, &seq, &idx, &b.HeaderHash, &b.Record, &b.Envelope, &b.Body, &enc, &b.Events, &recv); err != nil {
 		return Batch{}, err
 	}
+	b.Encoding = signer.Encoding(enc)
 	b.Seq, b.LogIndex, b.ReceivedAt = uint64(seq), uint64(idx), fromNano(recv)
 	return b, nil
 }
@@ -573,12 +626,12 @@ func (s *SQLite) ForEachBatch(ctx context.Context, fn func(Batch) error) error {
 	}
 }
 
-const eventCols = `id, batch_id, ord, event_id, time, action, outcome, actor, user_name, group_name, privileges, system, host, json`
+const eventCols = `id, batch_id, ord, event_id, time, action, outcome, actor, user_name, group_name, privileges, system, host`
 
 func scanEvent(scan func(...any) error) (StoredEvent, error) {
 	var e StoredEvent
 	var t int64
-	if err := scan(&e.RowID, &e.BatchID, &e.Ord, &e.EventID, &t, &e.Action, &e.Outcome, &e.Actor, &e.User, &e.Group, &e.Privileges, &e.System, &e.Host, &e.JSON); err != nil {
+	if err := scan(&e.RowID, &e.BatchID, &e.Ord, &e.EventID, &t, &e.Action, &e.Outcome, &e.Actor, &e.User, &e.Group, &e.Privileges, &e.System, &e.Host); err != nil {
 		return StoredEvent{}, err
 	}
 	e.Time = fromNano(t)
@@ -600,7 +653,11 @@ func (s *SQLite) BatchEvents(ctx context.Context, batchID int64) ([]StoredEvent,
 		}
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("batch %d events: %w", batchID, err)
+	}
+	rows.Close()
+	return out, s.fillJSON(ctx, out)
 }
 
 // EventByID returns the stored event with the given event id.
@@ -609,7 +666,12 @@ func (s *SQLite) EventByID(ctx context.Context, id string) (StoredEvent, error) 
 	if errors.Is(err, sql.ErrNoRows) {
 		return StoredEvent{}, fmt.Errorf("event %s: %w", id, ErrNotFound)
 	}
-	return e, err
+	if err != nil {
+		return StoredEvent{}, err
+	}
+	evs := []StoredEvent{e}
+	err = s.fillJSON(ctx, evs)
+	return evs[0], err
 }
 
 // MaxLogIndex returns the highest log index of a stored batch, -1 if none.
@@ -750,6 +812,10 @@ func (s *SQLite) QueryEvents(ctx context.Context, q EventQuery) (EventPage, erro
 	}
 	if err := rows.Err(); err != nil {
 		return EventPage{}, fmt.Errorf("query events: %w", err)
+	}
+	rows.Close()
+	if err := s.fillJSON(ctx, page.Events); err != nil {
+		return EventPage{}, err
 	}
 	if len(page.Events) > limit {
 		page.Events = page.Events[:limit]

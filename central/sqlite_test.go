@@ -52,9 +52,14 @@ func TestSQLiteMigrateReopen(t *testing.T) {
 }
 
 func testBatchWrite(agent string, seq uint64, events ...StoredEvent) *BatchWrite {
+	var body []byte
+	for i := range events {
+		events[i].Ord = i
+		body = append(append(body, events[i].JSON...), '\n')
+	}
 	return &BatchWrite{
 		Batch: Batch{AgentID: agent, StreamID: "s1", Seq: seq, LogIndex: seq + 100, HeaderHash: []byte{byte(seq)},
-			Record: []byte("{}"), Envelope: []byte("env"), Body: []byte("body"), Events: len(events), ReceivedAt: time.Now()},
+			Record: []byte("{}"), Envelope: []byte("env"), Body: body, Encoding: "identity", Events: len(events), ReceivedAt: time.Now()},
 		Events: events,
 		Stream: Stream{AgentID: agent, StreamID: "s1", LastSeq: int64(seq), State: []byte(fmt.Sprintf(`{"next_seq":%d}`, seq+1)), Status: ChainOK, LastBatchAt: time.Now()},
 	}
@@ -119,6 +124,9 @@ func TestSQLiteCommitAndQuery(t *testing.T) {
 				}
 				for _, e := range page.Events {
 					got = append(got, e.EventID)
+					if want := `{"id":"` + e.EventID + `"}`; string(e.JSON) != want {
+						t.Fatalf("event JSON %q, want %q", e.JSON, want)
+					}
 				}
 				if page.Next == "" {
 					break

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/provtrail/provtrail/signer"
 )
 
 // ErrNotFound is returned by Store lookups that find nothing.
@@ -112,8 +114,9 @@ type Batch struct {
 	Record []byte
 	// Envelope is the DSSE envelope over the header: the log leaf.
 	Envelope []byte
-	// Body is the batch body exactly as signed.
+	// Body is the batch body exactly as signed, in Encoding.
 	Body       []byte
+	Encoding   signer.Encoding
 	Events     int
 	ReceivedAt time.Time
 }
@@ -152,7 +155,8 @@ type StoredEvent struct {
 	Privileges string
 	System     string
 	Host       string
-	// JSON is the event exactly as it appears in the batch body.
+	// JSON is the event exactly as it appears in the batch body. The
+	// store keeps only the body; reads fill JSON from it.
 	JSON []byte
 }
 

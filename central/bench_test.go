@@ -1,0 +1,177 @@
+package central
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/provtrail/provtrail/signer"
+)
+
+// benchLoad is a pre-sealed workload: per agent stream, batches in order.
+type benchLoad struct {
+	agents  []string
+	streams [][][]byte // wire-encoded batches per stream
+	events  int
+}
+
+func makeBenchLoad(tb testing.TB, tc *testCentral, streams, batches, perBatch int) *benchLoad {
+	tb.Helper()
+	l := &benchLoad{}
+	for s := range streams {
+		id := fmt.Sprintf("bench-%d", s)
+		c := tc.agents[id].chain(tb, filepath.Join(tc.dir, "chain-"+id))
+		var wires [][]byte
+		for i := range batches {
+			// Events move forward in time as a real stream's do.
+			t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i*perBatch) * time.Second)
+			b := sealAt(tb, c, fmt.Sprintf("%s-%d", id, i), perBatch, t0)
+			w, err := signer.MarshalBatch(b)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			wires = append(wires, w)
+			l.events += perBatch
+		}
+		l.agents = append(l.agents, id)
+		l.streams = append(l.streams, wires)
+	}
+	return l
+}
+
+type loadResult struct {
+	events   int
+	elapsed  time.Duration
+	p50, p99 time.Duration
+}
+
+// runLoad sends every stream's batches in parallel, each stream in order
+// waiting for its ack, as agents do.
+func runLoad(tb testing.TB, tc *testCentral, l *benchLoad, viaHTTPS bool) loadResult {
+	tb.Helper()
+	var mu sync.Mutex
+	var lat []time.Duration
+	var wg sync.WaitGroup
+	start := time.Now()
+	for _, wires := range l.streams {
+		wg.Go(func() {
+			for _, w := range wires {
+				t0 := time.Now()
+				var r *Receipt
+				var err error
+				for {
+					if viaHTTPS {
+						var status int
+						status, r = tc.postRaw(tb, w)
+						if status == http.StatusServiceUnavailable {
+							time.Sleep(10 * time.Millisecond)
+							continue
+						}
+					} else {
+						r, err = tc.srv.Ingester().Ingest(context.Background(), w, "bench")
+						if err != nil {
+							tb.Error(err)
+							return
+						}
+					}
+					break
+				}
+				d := time.Since(t0)
+				if r.Verdict != signer.Accepted {
+					tb.Errorf("verdict %s: %s", r.Verdict, r.Reason)
+					return
+				}
+				mu.Lock()
+				lat = append(lat, d)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	res := loadResult{events: l.events, elapsed: time.Since(start)}
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		res.p50 = lat[len(lat)/2]
+		res.p99 = lat[min(len(lat)-1, len(lat)*99/100)]
+	}
+	return res
+}
+
+func benchIngest(b *testing.B, viaHTTPS bool) {
+	const streams, batches, perBatch = 16, 10, 1000
+	ids := make([]string, streams)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("bench-%d", i)
+	}
+	gen := startTestCentral(b, ids...)
+	load := makeBenchLoad(b, gen, streams, batches, perBatch)
+	var total loadResult
+	var cpu time.Duration
+	var p99s, p50s []time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		tc := restartFresh(b, gen)
+		b.StartTimer()
+		c0 := processCPU()
+		r := runLoad(b, tc, load, viaHTTPS)
+		cpu += processCPU() - c0
+		b.StopTimer()
+		for ph, v := range tc.srv.Metrics().PhaseTotals() {
+			b.Logf("phase %s: mean %.1f ms over %.0f batches", ph, v[0]/v[1]*1000, v[1])
+		}
+		total.events += r.events
+		total.elapsed += r.elapsed
+		p99s = append(p99s, r.p99)
+		p50s = append(p50s, r.p50)
+		b.StartTimer()
+	}
+	slices.Sort(p99s)
+	slices.Sort(p50s)
+	b.ReportMetric(float64(total.events)/total.elapsed.Seconds(), "events/s")
+	// CPU per event tells what the machine sustains when it is not shared:
+	// 2 cores / (cpu-s per event) bounds the rate.
+	b.ReportMetric(float64(cpu.Microseconds())/float64(total.events), "cpu-µs/event")
+	b.ReportMetric(float64(p50s[len(p50s)/2].Microseconds())/1000, "p50-ack-ms")
+	b.ReportMetric(float64(p99s[len(p99s)-1].Microseconds())/1000, "p99-ack-ms")
+}
+
+// processCPU is the user+system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// restartFresh starts a new central with an empty data dir and the same
+// agents and keys as tc.
+func restartFresh(tb testing.TB, tc *testCentral) *testCentral {
+	tb.Helper()
+	cfg := *tc.cfg
+	cfg.Central.DataDir = tb.TempDir()
+	srv, err := New(context.Background(), &cfg, Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { srv.Shutdown(context.Background()) })
+	n := *tc
+	n.srv, n.cfg, n.url = srv, &cfg, "https://"+srv.Addr()
+	return &n
+}
+
+// BenchmarkIngest measures verified+logged+stored ingest of 8 agent
+// streams in parallel (500 events per batch), through the Ingester.
+func BenchmarkIngest(b *testing.B) { benchIngest(b, false) }
+
+// BenchmarkIngestHTTPS is the same load through the HTTPS API.
+func BenchmarkIngestHTTPS(b *testing.B) { benchIngest(b, true) }
