@@ -189,17 +189,26 @@ func (c *Collector) runOnce(ctx context.Context, st *follow, out collectors.Emit
 	var burst []entry
 	idle := time.NewTimer(time.Hour)
 	idle.Stop()
+	quiet := time.NewTimer(time.Hour)
+	quiet.Stop()
 	got := 0
-	process := func() error {
-		if len(burst) == 0 {
+	// process maps the burst. With hold set, the trailing run of one
+	// process's messages stays for the next burst: its twin lines, or the
+	// tool lines a sudo line announces, may still be on their way.
+	process := func(hold bool) error {
+		n := len(burst)
+		if hold {
+			n -= trailingRun(burst)
+		}
+		if n <= 0 {
 			return nil
 		}
-		recs, err := c.proc.run(ctx, burst, collectors.Position(st.cursor))
+		recs, err := c.proc.run(ctx, burst[:n], collectors.Position(st.cursor))
 		if err != nil {
 			return err
 		}
-		st.cursor, st.since = burst[len(burst)-1]["__CURSOR"], time.Time{}
-		burst = burst[:0]
+		st.cursor, st.since = burst[n-1]["__CURSOR"], time.Time{}
+		burst = append(burst[:0], burst[n:]...)
 		if len(recs) > 0 {
 			if err := out.Emit(ctx, recs...); err != nil {
 				return errEmit{err}
@@ -213,7 +222,7 @@ func (c *Collector) runOnce(ctx context.Context, st *follow, out collectors.Emit
 			return ctx.Err()
 		case l, ok := <-lines:
 			if !ok || l.err != nil {
-				if err := process(); err != nil {
+				if err := process(false); err != nil {
 					return err
 				}
 				waitErr := cmd.Wait()
@@ -235,18 +244,47 @@ func (c *Collector) runOnce(ctx context.Context, st *follow, out collectors.Emit
 			got++
 			burst = append(burst, l.e)
 			if len(burst) >= maxBurst {
-				if err := process(); err != nil {
+				if err := process(true); err != nil {
 					return err
 				}
-				continue
 			}
 			idle.Reset(c.cfg.BurstIdle)
+			quiet.Reset(flushAfter)
 		case <-idle.C:
-			if err := process(); err != nil {
+			if err := process(true); err != nil {
+				return err
+			}
+		case <-quiet.C:
+			if err := process(false); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// flushAfter is how long the journal must be quiet before the held
+// trailing messages of one process are mapped on their own.
+const flushAfter = time.Second
+
+// trailingRun counts the entries at the end of burst that one process
+// logged through syslog (same SYSLOG_IDENTIFIER and _PID).
+func trailingRun(burst []entry) int {
+	last := burst[len(burst)-1]
+	if last["_TRANSPORT"] == "audit" || !tools[last["SYSLOG_IDENTIFIER"]] {
+		return 0
+	}
+	n := 0
+	for i := len(burst) - 1; i >= 0; i-- {
+		e := burst[i]
+		if e["SYSLOG_IDENTIFIER"] != last["SYSLOG_IDENTIFIER"] || e["_PID"] != last["_PID"] || e["_TRANSPORT"] == "audit" {
+			break
+		}
+		n++
+	}
+	if n == len(burst) && len(burst) >= maxBurst {
+		return 0 // one process filled the burst: map it
+	}
+	return n
 }
 
 // boundedBuffer keeps the first 4 KiB written to it (journalctl's stderr).
