@@ -277,16 +277,16 @@ func (c *central) receive(ctx context.Context, data []byte) (Result, error) {
 		ve := err.(*VerdictError)
 		return Result{Verdict: ve.Verdict, Reason: ve.Reason}, nil
 	}
-	h, _, err := Inspect(b, c.lim)
+	h, digest, err := Inspect(b, c.lim)
 	if err != nil {
 		ve := err.(*VerdictError)
 		return Result{Verdict: ve.Verdict, Reason: ve.Reason}, nil
 	}
 	if h.Audience != c.v.aud {
-		return Result{Verdict: WrongAudience, Reason: "other audience"}, nil
+		return Result{Verdict: WrongAudience, Reason: "other audience", Header: h, HeaderDigest: digest}, nil
 	}
 	if h.AgentID != c.agent {
-		return Result{Verdict: UnknownKey, Reason: "agent not enrolled"}, nil
+		return Result{Verdict: UnknownKey, Reason: "agent not enrolled", Header: h, HeaderDigest: digest}, nil
 	}
 	st, ok := c.states[h.StreamID]
 	if !ok {
