@@ -9,16 +9,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/google"
 
 	"github.com/provtrail/provtrail/collectors"
 	"github.com/provtrail/provtrail/collectors/internal/cloudjson"
+	"github.com/provtrail/provtrail/collectors/internal/gauth"
 	"github.com/provtrail/provtrail/collectors/internal/window"
 )
 
@@ -56,45 +55,6 @@ type Collector struct {
 	engine *window.Engine
 }
 
-// TokenSource returns OAuth tokens from a service-account JSON file (its
-// token_uri replaced by tokenURL when set), or from Application Default
-// Credentials when file is "". Token requests go through base.
-func TokenSource(file, tokenURL string, base *http.Client, scopes ...string) (oauth2.TokenSource, error) {
-	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, base)
-	if file == "" {
-		creds, err := google.FindDefaultCredentials(ctx, scopes...)
-		if err != nil {
-			return nil, fmt.Errorf("application default credentials: %w", err)
-		}
-		return creds.TokenSource, nil
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("read credentials_file: %w", err)
-	}
-	var kind struct {
-		Type string `json:"type"`
-	}
-	if err := json.Unmarshal(b, &kind); err != nil {
-		return nil, fmt.Errorf("credentials_file %s is not JSON", file)
-	}
-	if kind.Type == "service_account" {
-		jc, err := google.JWTConfigFromJSON(b, scopes...)
-		if err != nil {
-			return nil, fmt.Errorf("credentials_file %s: %w", file, err)
-		}
-		if tokenURL != "" {
-			jc.TokenURL = tokenURL
-		}
-		return oauth2.ReuseTokenSource(nil, jc.TokenSource(ctx)), nil
-	}
-	creds, err := google.CredentialsFromJSONWithType(ctx, b, google.CredentialsType(kind.Type), scopes...)
-	if err != nil {
-		return nil, fmt.Errorf("credentials_file %s: %w", file, err)
-	}
-	return creds.TokenSource, nil
-}
-
 // New creates a collector.
 func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) {
 	if diags := cfg.Validate(); diags.HasErrors() {
@@ -108,7 +68,7 @@ func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) 
 	if base == nil {
 		base = &http.Client{Timeout: 60 * time.Second}
 	}
-	ts, err := TokenSource(cfg.CredentialsFile, cfg.TokenURL, base, Scope)
+	ts, err := gauth.TokenSource(cfg.CredentialsFile, cfg.TokenURL, "", base, Scope)
 	if err != nil {
 		return nil, fmt.Errorf("gcpaudit %s: %w", set.Name, err)
 	}

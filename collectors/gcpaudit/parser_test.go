@@ -57,9 +57,9 @@ func TestSamples(t *testing.T) {
 		events   []want
 		problems int64
 	}{
-		"gcp-audit-setiampolicy.json":              {[]want{grant}, 0},
-		"gcp-entries-list-response.json":           {[]want{grant}, 0},
-		"gcp-audit-createserviceaccount.json":      {nil, 1}, // the doc example has no timestamp
+		"gcp-audit-setiampolicy.json":               {[]want{grant}, 0},
+		"gcp-entries-list-response.json":            {[]want{grant}, 0},
+		"gcp-audit-createserviceaccount.json":       {nil, 1}, // the doc example has no timestamp
 		"gcp-audit-createserviceaccount-dated.json": {[]want{{event.UserCreate, "example-user@example.com", "my-service-account@my-project.iam.gserviceaccount.com", "", "", event.OutcomeSuccess}}, 0},
 		"gcp-provisioning-entries.json": {[]want{
 			{event.PrivilegeRevoke, "ada@example.com", "", "analysts@example.com", "roles/bigquery.dataViewer on projects/p1/datasets/finance", event.OutcomeSuccess},

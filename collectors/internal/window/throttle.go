@@ -1,6 +1,7 @@
 package window
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -91,7 +92,7 @@ var ErrPageToken = errors.New("page token rejected")
 // throttling honoured: 429 and 503 with Retry-After (seconds or date), Okta's
 // X-Rate-Limit-Reset and GitHub's X-RateLimit-Reset (epoch seconds, taken
 // relative to the server's Date header when present), GitHub's 403 with
-// X-RateLimit-Remaining: 0, 5xx and transport errors with exponential
+// X-RateLimit-Remaining: 0, Google's 403 rateLimitExceeded, 5xx and transport errors with exponential
 // backoff. A response that says no requests remain holds the Pacer until
 // the reset, so the next request does not draw a 429 at all.
 type HTTP struct {
@@ -169,7 +170,7 @@ func (h *HTTP) Do(ctx context.Context, newReq func(context.Context) (*http.Reque
 				}
 			}
 			return &Response{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
-		case retryable(resp):
+		case retryable(resp, body):
 			wait, _ := RetryAfter(resp.Header, now)
 			lastErr = &ThrottledError{Status: resp.StatusCode, Wait: wait}
 			if err := h.backoff(ctx, attempt, wait, lastErr); err != nil {
@@ -215,15 +216,17 @@ func (h *HTTP) backoff(ctx context.Context, attempt int, wait time.Duration, cau
 	return h.Clock.Sleep(ctx, wait)
 }
 
-func retryable(resp *http.Response) bool {
+func retryable(resp *http.Response, body []byte) bool {
 	switch resp.StatusCode {
 	case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,
 		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return true
 	case http.StatusForbidden:
 		// GitHub's primary (remaining 0) and secondary (Retry-After)
-		// rate limits.
-		return remainingZero(resp.Header) || resp.Header.Get("Retry-After") != ""
+		// rate limits; Google APIs' 403 rateLimitExceeded and
+		// userRateLimitExceeded.
+		return remainingZero(resp.Header) || resp.Header.Get("Retry-After") != "" ||
+			bytes.Contains(body, []byte(`RateLimitExceeded"`)) || bytes.Contains(body, []byte(`"rateLimitExceeded"`))
 	}
 	return false
 }

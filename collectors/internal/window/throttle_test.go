@@ -168,3 +168,37 @@ func TestPacerSpacing(t *testing.T) {
 		t.Fatalf("5 requests took %s, want 2s", got)
 	}
 }
+
+// TestHTTPGoogle403RateLimit: Google APIs throttle with 403 and reason
+// rateLimitExceeded; that is retried, other 403s are not.
+func TestHTTPGoogle403RateLimit(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/denied" {
+			w.WriteHeader(403)
+			w.Write([]byte(`{"error":{"code":403,"errors":[{"reason":"forbidden"}]}}`))
+			return
+		}
+		if n.Add(1) < 3 {
+			w.WriteHeader(403)
+			w.Write([]byte(`{"error":{"code":403,"errors":[{"domain":"usageLimits","reason":"userRateLimitExceeded"}]}}`))
+			return
+		}
+		w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	h := &window.HTTP{Client: srv.Client(), Clock: windowtest.NewClock(time.Unix(0, 0))}
+	get := func(path string) error {
+		_, err := h.Do(context.Background(), func(ctx context.Context) (*http.Request, error) {
+			return http.NewRequestWithContext(ctx, "GET", srv.URL+path, nil)
+		})
+		return err
+	}
+	if err := get("/"); err != nil || n.Load() != 3 {
+		t.Fatalf("err %v after %d tries", err, n.Load())
+	}
+	var se *window.StatusError
+	if err := get("/denied"); !errors.As(err, &se) || se.Status != 403 {
+		t.Fatalf("plain 403: %v", err)
+	}
+}
