@@ -19,6 +19,10 @@ const sudoRing = 32
 // maxSuSessions bounds the open su sessions remembered.
 const maxSuSessions = 64
 
+// maxSuAge is how long an su session whose close line never came (lost to
+// rotation, a crash) may still name an actor.
+const maxSuAge = 12 * time.Hour
+
 // sudoEntry is one "sudo: USER : TTY=... ; USER=root ; COMMAND=/usr/sbin/useradd ..." line.
 type sudoEntry struct {
 	used  bool
@@ -242,7 +246,7 @@ func argsMatch(e *sudoEntry, names []string) bool {
 func (p *lineParser) suFor(host string, tl tool, f *fragment, t time.Time) *suSession {
 	var found *suSession
 	for _, s := range p.su {
-		if s.host != host || s.t.After(t) {
+		if s.host != host || s.t.After(t) || t.Sub(s.t) > maxSuAge {
 			continue
 		}
 		if found != nil {

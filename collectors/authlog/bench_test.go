@@ -2,6 +2,7 @@ package authlog
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -67,4 +68,43 @@ func TestUnrelatedLinesDoNotAllocate(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("%v allocations per %d unrelated lines, want 0", allocs, len(lines))
 	}
+}
+
+// BenchmarkTail measures the collector end to end on a real file: open,
+// read, parse, build positions, emit.
+func BenchmarkTail(b *testing.B) {
+	const lines = 200000
+	data, _ := mixedLog(layoutRFC3339, lines)
+	want := len(parseAll(b, testParser(b, nil), "x", []byte(data)))
+	path := b.TempDir() + "/auth.log"
+	if err := os.WriteFile(path, []byte(data), 0o640); err != nil {
+		b.Fatal(err)
+	}
+	cfg := tailConfig(path)
+	cfg.FlushAfter = time.Millisecond
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		c, err := New(collectors.Settings{Type: Type, Name: "bench"}, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		got := 0
+		done := make(chan error, 1)
+		go func() {
+			done <- c.Run(ctx, nil, collectors.EmitFunc(func(_ context.Context, recs ...collectors.Record) error {
+				got += len(recs)
+				if got >= want {
+					cancel()
+				}
+				return nil
+			}))
+		}()
+		<-done
+		cancel()
+		n++
+	}
+	b.ReportMetric(float64(n*lines)/b.Elapsed().Seconds(), "lines/s")
 }

@@ -326,3 +326,36 @@ func TestYearAndZone(t *testing.T) {
 		t.Errorf("Berlin time = %v, want %v", evs[0].Time, want)
 	}
 }
+
+func TestSuAttribution(t *testing.T) {
+	open := "Nov 25 17:39:10 vm su[3070]: (to root) pt_admin on pts/0\n"
+	open2 := "Nov 25 17:39:11 vm su[3071]: (to root) pt_ops on pts/3\n"
+	closeLine := "Nov 25 17:39:14 vm su[3070]: pam_unix(su:session): session closed for user root\n"
+	change := func(ts string) string { return "Nov 25 " + ts + " vm usermod[9]: lock user 'pt_eve' password\n" }
+	cases := []struct {
+		name, in, actor string
+	}{
+		{"inside the session", open + change("17:39:12"), "pt_admin"},
+		{"after it closed", open + closeLine + change("17:39:15"), ""},
+		{"two sessions open", open + open2 + change("17:39:12"), ""},
+		{"other host", strings.Replace(open, " vm ", " db ", 1) + change("17:39:12"), ""},
+		{"stale session", open + "Nov 26 06:00:00 vm usermod[9]: lock user 'pt_eve' password\n", ""},
+		{"non-root session, other user's change", "Nov 25 17:39:10 vm su[3070]: (to pt_alice) pt_admin on pts/0\n" + change("17:39:12"), ""},
+		{"non-root session, own chsh", "Nov 25 17:39:10 vm su[3070]: (to pt_alice) pt_admin on pts/0\nNov 25 17:39:12 vm chsh[3110]: changed user 'pt_alice' shell to '/bin/bash'\n", "pt_admin"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			evs := parseString(t, testParser(t, nil), c.in)
+			if len(evs) != 1 {
+				t.Fatalf("got %d events", len(evs))
+			}
+			a := evs[0].Actor
+			if a.Name != c.actor {
+				t.Errorf("actor = %+v, want %q", a, c.actor)
+			}
+			if c.actor != "" && (a.Auth != "su" || a.Session == "" || !strings.HasPrefix(evs[0].Raw, "Nov 25 17:39:10 vm su[3070]: (to ")) {
+				t.Errorf("su actor = %+v, raw %q", a, evs[0].Raw)
+			}
+		})
+	}
+}

@@ -88,8 +88,7 @@ type lineParser struct {
 	suppressBefore int64
 	skip           map[string]bool
 
-	batch           []parsed
-	lastAttribution attribution
+	batch []parsed
 }
 
 func newLineParser(opts options, file string, sink batchFunc) *lineParser {
@@ -167,11 +166,11 @@ func (p *lineParser) change(h *header, tl tool, f *fragment, t time.Time, line [
 		}
 	}
 	q := &pending{key: f.key, first: off, last: off}
-	q.ev = p.build(host, tl, pid, t, f, off)
-	if q.ev.Actor.Auth != "" {
-		if att := p.lastAttribution; att.raw != "" {
-			q.raws = append(q.raws, att.raw)
-		}
+	att := p.resolveActor(host, tl, pid, t, f)
+	q.ev = p.build(host, tl, pid, t, f, att, off)
+	if att.raw != "" {
+		// The sudo or su line that names the actor is evidence too.
+		q.raws = append(q.raws, att.raw)
 	}
 	q.raws = append(q.raws, raw)
 	p.pend = append(p.pend, q)
@@ -179,9 +178,7 @@ func (p *lineParser) change(h *header, tl tool, f *fragment, t time.Time, line [
 }
 
 // build makes the event for the first fragment of a change.
-func (p *lineParser) build(host string, tl tool, pid string, t time.Time, f *fragment, off int64) event.Event {
-	att := p.resolveActor(host, tl, pid, t, f)
-	p.lastAttribution = att
+func (p *lineParser) build(host string, tl tool, pid string, t time.Time, f *fragment, att attribution, off int64) event.Event {
 	ev := event.Event{
 		ID:           event.NewID("authlog", host, t.UTC().Truncate(time.Second).Format(time.RFC3339), tl.String(), pid, f.key),
 		Time:         t,
