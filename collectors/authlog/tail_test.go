@@ -495,3 +495,31 @@ func TestTailWakesWithoutPolling(t *testing.T) {
 	r.sink.waitFor(t, 2)
 	r.stop(t)
 }
+
+// The idle cost of following files (fsnotify plus the poll), for the
+// record: a few stat calls per poll_interval.
+func TestTailIdleCPU(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures for 3s")
+	}
+	dir := t.TempDir()
+	paths := []string{filepath.Join(dir, "auth.log"), filepath.Join(dir, "secure"), filepath.Join(dir, "missing.log")}
+	w := newWriter(t, paths[0])
+	w.userdel("", "idle", 800)
+	if err := os.WriteFile(paths[1], nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	cfg := tailConfig(paths...)
+	cfg.PollInterval = DefaultPollInterval
+	r := startCollector(t, cfg, nil, nil)
+	r.sink.waitFor(t, 1)
+	before := cpuTime(t)
+	const idle = 3 * time.Second
+	time.Sleep(idle)
+	used := cpuTime(t) - before
+	t.Logf("idle CPU following 3 files: %v per second (%.3f%% of a core)", used/3, float64(used)/float64(idle)*100)
+	if used > idle/20 {
+		t.Errorf("idle collector used %v CPU in %v", used, idle)
+	}
+	r.stop(t)
+}
