@@ -111,7 +111,7 @@ func ParsePublicKeyPEM(data []byte) (crypto.PublicKey, error) {
 // WriteKeyPair writes priv to DIR/NAME.key (mode 0600, encrypted when passphrase is
 // non-empty, see MarshalPrivateKeyPEM) and its public key to DIR/NAME.pub (mode 0644).
 // It refuses to overwrite existing files. Both files are written with
-// write-temp + fsync + rename + directory fsync.
+// write-temp + fsync + link + directory fsync, so a crash never leaves a partial key file.
 func WriteKeyPair(dir, name string, priv crypto.Signer, passphrase []byte) (keyPath, pubPath string, err error) {
 	if name == "" || strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
 		return "", "", fmt.Errorf("invalid key name %q", name)
@@ -133,10 +133,10 @@ func WriteKeyPair(dir, name string, priv crypto.Signer, passphrase []byte) (keyP
 	if err != nil {
 		return "", "", err
 	}
-	if err := writeFileAtomic(keyPath, privPEM, 0o600); err != nil {
+	if err := writeFileExclusive(keyPath, privPEM, 0o600); err != nil {
 		return "", "", err
 	}
-	if err := writeFileAtomic(pubPath, pubPEM, 0o644); err != nil {
+	if err := writeFileExclusive(pubPath, pubPEM, 0o644); err != nil {
 		return "", "", err
 	}
 	return keyPath, pubPath, nil
