@@ -99,6 +99,19 @@ func (c *Collector) Run(ctx context.Context, start collectors.Position, out coll
 		saved = map[string]filePos{}
 	}
 	r := &run{c: c}
+	defer func() {
+		for _, fl := range r.followers {
+			if fl.f != nil {
+				fl.f.Close()
+			}
+		}
+	}()
+	// Names whose changes wake the collector: the files and their .1.
+	relevant := map[string]bool{}
+	for _, p := range c.cfg.Paths {
+		relevant[filepath.Clean(p)] = true
+		relevant[filepath.Clean(p)+".1"] = true
+	}
 	for _, p := range c.cfg.Paths {
 		fl := &follower{r: r, path: p, startAtEnd: start == nil && c.cfg.StartAt == "end"}
 		fl.parser = newLineParser(c.opts, p, nil)
@@ -143,38 +156,47 @@ func (c *Collector) Run(ctx context.Context, start collectors.Position, out coll
 	defer tick.Stop()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for {
-		var due time.Time
-		for _, fl := range r.followers {
-			if err := fl.step(ctx); err != nil {
-				return err
+	var timerC <-chan time.Time
+	for wake := true; ; {
+		if wake {
+			var due time.Time
+			for _, fl := range r.followers {
+				if err := fl.step(ctx); err != nil {
+					return err
+				}
+				if d := fl.due(); !d.IsZero() && (due.IsZero() || d.Before(due)) {
+					due = d
+				}
 			}
-			if d := fl.due(); !d.IsZero() && (due.IsZero() || d.Before(due)) {
-				due = d
+			// Held-back events and a draining rotated file need a step
+			// when their quiet time is up, not only at the next poll.
+			timerC = nil
+			if !due.IsZero() {
+				timer.Reset(max(due.Sub(c.now()), time.Millisecond))
+				timerC = timer.C
 			}
 		}
-		// Held-back events and a draining rotated file need a step when
-		// their quiet time is up, not only at the next poll.
-		var timerC <-chan time.Time
-		if !due.IsZero() {
-			timer.Reset(max(due.Sub(c.now()), time.Millisecond))
-			timerC = timer.C
-		}
+		wake = true
 		select {
 		case <-timerC:
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-events:
+		case ev := <-events:
+			// Other files in the directory (syslog, kern.log) change all
+			// the time; only ours wake the collector.
+			wake = relevant[filepath.Clean(ev.Name)]
 		drain:
 			for {
 				select {
-				case <-events:
+				case ev := <-events:
+					wake = wake || relevant[filepath.Clean(ev.Name)]
 				default:
 					break drain
 				}
 			}
 		case err := <-werrs:
 			c.log.Warn("authlog: fsnotify", "err", err)
+			wake = false
 		case <-tick.C:
 			watchDirs()
 		}

@@ -523,3 +523,25 @@ func TestTailIdleCPU(t *testing.T) {
 	}
 	r.stop(t)
 }
+
+// A noisy neighbour file in the same directory (syslog) wakes nothing and
+// does not get in the way of our own lines.
+func TestTailNoisyNeighbour(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "auth.log")
+	w := newWriter(t, path)
+	cfg := tailConfig(path)
+	cfg.PollInterval = time.Hour
+	r := startCollector(t, cfg, nil, nil)
+	time.Sleep(100 * time.Millisecond)
+	other := newWriter(t, filepath.Join(dir, "syslog"))
+	before := cpuTime(t)
+	for i := 0; i < 2000; i++ {
+		other.write("Nov 25 18:00:00 vm kernel: noise\n")
+	}
+	time.Sleep(200 * time.Millisecond)
+	t.Logf("CPU for 2000 writes to a neighbour file: %v", cpuTime(t)-before)
+	w.userdel("", "seen", 900)
+	r.sink.waitFor(t, 1)
+	r.stop(t)
+}
