@@ -545,3 +545,37 @@ func TestTailNoisyNeighbour(t *testing.T) {
 	r.sink.waitFor(t, 1)
 	r.stop(t)
 }
+
+func TestTailBadOrLostPosition(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "auth.log")
+	w := newWriter(t, path)
+	w.userdel("", "p1", 1000)
+
+	var problems problemLog
+	r := startCollector(t, tailConfig(path), collectors.Position("{not json"), &problems)
+	recs := r.sink.waitFor(t, 1)
+	r.stop(t)
+	if ps := problems.all(); len(ps) != 1 || ps[0].Where != "position" {
+		t.Errorf("problems = %v", ps)
+	}
+
+	// The file the position names was rotated twice (and compressed)
+	// while the collector was down: say so, read the current file.
+	pos := recs[0].Position
+	rotate(t, path)
+	rotate(t, path)
+	w.hup()
+	w.userdel("", "p2", 1001)
+	problems = problemLog{}
+	r = startCollector(t, tailConfig(path), pos, &problems)
+	recs = r.sink.waitFor(t, 1)
+	r.sink.quiet(t, 1)
+	r.stop(t)
+	if users(recs) != "p2" {
+		t.Errorf("users = %s", users(recs))
+	}
+	if ps := problems.all(); len(ps) != 1 || !strings.Contains(ps[0].Reason, "rotated more than once") {
+		t.Errorf("problems = %v", ps)
+	}
+}
