@@ -9,6 +9,7 @@ import (
 	"github.com/provtrail/provtrail/collectors/authlog"
 	"github.com/provtrail/provtrail/collectors/cloudtrail"
 	"github.com/provtrail/provtrail/collectors/entra"
+	"github.com/provtrail/provtrail/collectors/journald"
 	"github.com/provtrail/provtrail/collectors/ldap/accesslog"
 	"github.com/provtrail/provtrail/collectors/ldap/changelog"
 	"github.com/provtrail/provtrail/collectors/okta"
@@ -20,6 +21,7 @@ func Factories() []collectors.Factory {
 		authlog.NewFactory(),
 		accounts.NewFactory(),
 		auditd.NewFactory(),
+		journald.NewFactory(),
 		accesslog.NewFactory(),
 		changelog.NewFactory(),
 		cloudtrail.NewFactory(),
