@@ -158,6 +158,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("agent: %w", err)
 	}
 	defer a.chain.Close()
+	if err := a.resetIfBatchesLost(ctx, stateDir); err != nil {
+		return err
+	}
 	info := a.chain.Info()
 	if info.Started && info.PrevStream != "" {
 		a.log.Warn("chain reset: a new stream replaces the previous one; central will alert", "stream", info.StreamID, "prev_stream", info.PrevStream)
@@ -273,6 +276,43 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		}
 	}
 	return runErr
+}
+
+// resetIfBatchesLost starts a new stream when sealed batches of the
+// current one are gone from both the spool and the receipts (the spool's
+// tail was damaged and cut off, or the spool was deleted): central could
+// never accept anything after that gap. The records of a lost batch are
+// read again (see pipeline.Recover) and go into the new stream; central
+// sees the reset and alerts on it.
+func (a *Agent) resetIfBatchesLost(ctx context.Context, stateDir string) error {
+	info := a.chain.Info()
+	if info.NextSeq == 0 {
+		return nil
+	}
+	env, err := pipeline.LastStored(a.sp)
+	if err == nil && env == nil {
+		env, err = pipeline.LastAckedEnvelope(stateDir)
+	}
+	if err != nil {
+		return fmt.Errorf("agent: newest stored batch: %w", err)
+	}
+	lostFrom := uint64(0)
+	if env != nil {
+		h, err := pipeline.EnvelopeHeader(env)
+		if err != nil {
+			return fmt.Errorf("agent: newest stored batch: %w", err)
+		}
+		if h.StreamID != info.StreamID || h.Seq+1 >= info.NextSeq {
+			return nil
+		}
+		lostFrom = h.Seq + 1
+	}
+	a.log.Error("signed batches were lost from the spool before central acknowledged them; starting a new stream (central will report the reset and the gap)",
+		"stream", info.StreamID, "lost_from_seq", lostFrom, "lost_to_seq", info.NextSeq-1)
+	if err := a.chain.Reset(ctx); err != nil {
+		return fmt.Errorf("agent: reset chain: %w", err)
+	}
+	return nil
 }
 
 func waitUntil(deadline time.Time, f func()) bool {

@@ -1,16 +1,19 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	"github.com/provtrail/provtrail/collectors"
 	"github.com/provtrail/provtrail/event"
 	"github.com/provtrail/provtrail/internal/testenv"
+	"github.com/provtrail/provtrail/pipeline/positions"
 	"github.com/provtrail/provtrail/signer"
 )
 
@@ -145,17 +149,42 @@ type running struct {
 	cancel  context.CancelFunc
 	done    chan error
 	metrics string
+	logs    *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func start(t *testing.T, cfg *Config, reg *collectors.Registry) *running {
 	t.Helper()
+	return startDrain(t, cfg, reg, 5*time.Second)
+}
+
+func startDrain(t *testing.T, cfg *Config, reg *collectors.Registry, drain time.Duration) *running {
+	t.Helper()
 	ready := make(chan string, 1)
-	a, err := New(cfg, Options{Registry: reg, DrainTimeout: 5 * time.Second, Ready: func(addr string) { ready <- addr }})
+	logs := &syncBuffer{}
+	a, err := New(cfg, Options{Registry: reg, DrainTimeout: drain, Ready: func(addr string) { ready <- addr },
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{a: a, cancel: cancel, done: make(chan error, 1)}
+	r := &running{a: a, cancel: cancel, done: make(chan error, 1), logs: logs}
 	go func() { r.done <- a.Run(ctx) }()
 	select {
 	case r.metrics = <-ready:
@@ -362,6 +391,85 @@ func TestConcurrentEmitters(t *testing.T) {
 	for n, c := range names(t, f.recv) {
 		if c != 1 {
 			t.Errorf("%s arrived %d times", n, c)
+		}
+	}
+}
+
+// TestCorruptLastSpoolRecord damages the newest record in the spool while
+// the agent is down. The agent cuts it off (keeping a .broken copy), sends
+// every other batch, reads the lost batch's records again from the source,
+// and starts a new stream so that central accepts what follows the gap.
+func TestCorruptLastSpoolRecord(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.writeConfig(t, `collector "gen" "a" { count = 50 }`)
+	f.recv.SetDown(true)
+	r := startDrain(t, cfg, f.reg, 200*time.Millisecond)
+	waitFor(t, "5 batches spooled", 10*time.Second, func() bool {
+		st := r.a.sp.Stats()
+		return st.Last >= 5 && st.Pending >= 5
+	})
+	// Let the positions file catch up with the spool (it is written every
+	// second and at shutdown), so that it names the batch about to be lost.
+	waitFor(t, "positions committed", 5*time.Second, func() bool {
+		ps, err := positions.Open(filepath.Join(f.dir, "state", "positions.json"))
+		return err == nil && string(ps.Get("gen/a")) == "50" && ps.All()["gen/a"].Index == r.a.sp.Stats().Last
+	})
+	r.stop(t)
+
+	segs, _ := filepath.Glob(filepath.Join(f.dir, "state", "spool", "seg-*.wal"))
+	if len(segs) == 0 {
+		t.Fatal("no spool segment")
+	}
+	newest := segs[len(segs)-1]
+	data, err := os.ReadFile(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)-40] ^= 0x55 // inside the last frame's payload
+	if err := os.WriteFile(newest, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	f.recv.SetDown(false)
+	r2 := start(t, cfg, f.reg)
+	waitFor(t, "all 50 events at central", 10*time.Second, func() bool { return f.recv.EventCount() >= 50 })
+	time.Sleep(200 * time.Millisecond)
+	r2.stop(t)
+	got := names(t, f.recv)
+	if len(got) != 50 {
+		t.Fatalf("central has %d distinct events, want 50", len(got))
+	}
+	for n, c := range got {
+		if c != 1 {
+			t.Errorf("%s arrived %d times", n, c)
+		}
+	}
+	broken, _ := filepath.Glob(filepath.Join(f.dir, "state", "spool", "*.broken-*"))
+	if len(broken) != 1 {
+		t.Fatalf(".broken copies: %v", broken)
+	}
+	kept, _ := os.ReadFile(broken[0])
+	if !bytes.Equal(kept, data) {
+		t.Fatal(".broken copy is not the damaged segment")
+	}
+	// The batches before the damaged one were delivered in the first
+	// stream; the rest went into a new stream that names it.
+	streams := map[string]string{}
+	for _, b := range f.recv.Batches() {
+		if _, ok := streams[b.Stream]; !ok {
+			streams[b.Stream] = b.PrevStream
+		}
+	}
+	if len(streams) != 2 {
+		t.Fatalf("streams at central: %v", streams)
+	}
+	if v := f.recv.Verdicts(); v["fork"]+v["bad_signature"]+v["gap"] != 0 {
+		t.Fatalf("verdicts: %v", v)
+	}
+	logs := r2.logs.String()
+	for _, want := range []string{"torn tail cut off", "the collector reads those records again", "starting a new stream"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("agent did not say %q:\n%s", want, logs)
 		}
 	}
 }

@@ -133,16 +133,28 @@ func New(cfg Config, through uint64) (*Pipeline, error) {
 	return p, nil
 }
 
-// Recover makes the positions store agree with the spool after a restart:
-// every entry still in the spool carries the positions it covers, and an
-// entry may have been appended without the positions file being written
-// afterwards. It applies them in order, commits the store, and returns
-// the last spool index.
+// Recover makes the positions store agree with the spool after a restart.
+//
+// Every spool entry carries the positions it covers, and an entry may have
+// been appended without the positions file being written afterwards: the
+// positions of every stored entry are applied in order. The other way
+// round, the positions file may name an entry the spool no longer has (its
+// tail was torn or damaged and cut off at Open): such a collector is moved
+// back to the newest position a surviving entry carries, so that it reads
+// the lost batch's records again instead of skipping them.
+//
+// Recover commits the store and returns the last spool index.
 func Recover(sp *spool.Spool, ps *positions.Store, log *slog.Logger) (uint64, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	n := 0
+	last := sp.Stats().Last
+	latest := map[string]positions.Entry{}
+	type entryPos struct {
+		index uint64
+		pos   map[string]collectors.Position
+	}
+	var entries []entryPos
 	err := sp.Scan(func(e spool.Entry, _ bool) error {
 		_, pos, err := decodeEntry(e.Data)
 		if err != nil {
@@ -151,32 +163,47 @@ func Recover(sp *spool.Spool, ps *positions.Store, log *slog.Logger) (uint64, er
 			log.Error("spool entry cannot be decoded; its positions are ignored", "index", e.Index, "err", err)
 			return nil
 		}
-		ps.Set(pos)
-		n++
+		for k, v := range pos {
+			latest[k] = positions.Entry{Pos: v, Index: e.Index}
+		}
+		entries = append(entries, entryPos{e.Index, pos})
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("pipeline: recover positions from spool: %w", err)
 	}
+	for key, fe := range ps.All() {
+		if fe.Index <= last {
+			continue
+		}
+		if le, ok := latest[key]; ok {
+			log.Warn("positions point past the spool's last batch (lost to a torn or damaged spool tail); the collector reads those records again",
+				"collector", key, "lost_index", fe.Index, "resume_from_index", le.Index)
+			ps.Reset(key, le)
+			continue
+		}
+		log.Error("positions point past the spool's last batch and no surviving batch has an earlier position; records of the lost batch cannot be read again",
+			"collector", key, "lost_index", fe.Index, "spool_last", last)
+		ps.Reset(key, positions.Entry{Pos: fe.Pos, Index: 0})
+	}
+	for _, e := range entries {
+		ps.Set(e.pos, e.index)
+	}
 	if err := ps.Commit(); err != nil {
 		return 0, fmt.Errorf("pipeline: %w", err)
 	}
-	return sp.Stats().Last, nil
+	return last, nil
 }
 
 // LastStored returns the envelope of the newest batch in the spool, or nil
 // when the spool holds none. With the forwarder's last acknowledged
 // envelope as fallback it is signer.ChainConfig.LastStored.
 func LastStored(sp *spool.Spool) ([]byte, error) {
-	var last []byte
-	err := sp.Scan(func(e spool.Entry, _ bool) error {
-		last = e.Data
-		return nil
-	})
-	if err != nil || last == nil {
+	e, ok, err := sp.Newest()
+	if err != nil || !ok {
 		return nil, err
 	}
-	wire, _, err := decodeEntry(last)
+	wire, _, err := decodeEntry(e.Data)
 	if err != nil {
 		return nil, err
 	}
@@ -185,6 +212,16 @@ func LastStored(sp *spool.Spool) ([]byte, error) {
 		return nil, fmt.Errorf("newest spool entry: %w", err)
 	}
 	return b.Envelope, nil
+}
+
+// EnvelopeHeader decodes the header inside a DSSE envelope without
+// verifying it (the agent reads its own stored batches).
+func EnvelopeHeader(env []byte) (signer.Header, error) {
+	var e signer.Envelope
+	if err := json.Unmarshal(env, &e); err != nil {
+		return signer.Header{}, fmt.Errorf("envelope: %w", err)
+	}
+	return signer.ParseHeader(e.Payload)
 }
 
 // Emitter returns the Emitter for one collector instance; key is
@@ -310,8 +347,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			if err := drainIn(); err != nil {
 				return err
 			}
-			if err := flush(ctx); err != nil {
-				return err
+			if p.count > 0 {
+				if err := flush(ctx); err != nil {
+					return err
+				}
 			}
 			_, err := p.CommitPositions()
 			return err
@@ -400,7 +439,7 @@ func (p *Pipeline) flush(ctx context.Context) error {
 					return err
 				}
 				p.mu.Lock()
-				p.cfg.Positions.Set(pos)
+				p.cfg.Positions.Set(pos, idx)
 				p.setThrough = idx
 				p.mu.Unlock()
 				return nil

@@ -26,11 +26,18 @@ import (
 const MaxFileBytes = 16 << 20
 
 // fileVersion is the format version of the positions file.
-const fileVersion = 1
+const fileVersion = 2
 
 type fileFormat struct {
-	Version   int                            `json:"version"`
-	Positions map[string]collectors.Position `json:"positions"`
+	Version   int              `json:"version"`
+	Positions map[string]Entry `json:"positions"`
+}
+
+// Entry is one collector instance's committed position and the spool
+// index of the entry (signed batch) that carried it.
+type Entry struct {
+	Pos   collectors.Position `json:"pos"`
+	Index uint64              `json:"index"`
 }
 
 // Store holds positions keyed by collector instance ("TYPE/NAME"). It is
@@ -39,13 +46,13 @@ type Store struct {
 	path string
 
 	mu    sync.Mutex
-	pos   map[string]collectors.Position
+	pos   map[string]Entry
 	dirty bool
 }
 
 // Open loads the store at path; a missing file is an empty store.
 func Open(path string) (*Store, error) {
-	s := &Store{path: path, pos: map[string]collectors.Position{}}
+	s := &Store{path: path, pos: map[string]Entry{}}
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return s, nil
@@ -79,27 +86,45 @@ func Open(path string) (*Store, error) {
 func (s *Store) Get(key string) collectors.Position {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append(collectors.Position(nil), s.pos[key]...)
+	return append(collectors.Position(nil), s.pos[key].Pos...)
 }
 
-// All returns a copy of every position.
-func (s *Store) All() map[string]collectors.Position {
+// All returns a copy of every entry.
+func (s *Store) All() map[string]Entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return maps.Clone(s.pos)
 }
 
-// Set records positions in memory; Commit makes them durable. Positions of
-// instances not named in p are kept: a collector removed from the
-// configuration resumes where it stopped if it comes back.
-func (s *Store) Set(p map[string]collectors.Position) {
+// Set records positions carried by spool entry index, in memory; Commit
+// makes them durable. A position is replaced only by one from the same or
+// a later spool entry. Positions of instances not named in p are kept: a
+// collector removed from the configuration resumes where it stopped if it
+// comes back.
+func (s *Store) Set(p map[string]collectors.Position, index uint64) {
 	if len(p) == 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, v := range p {
-		s.pos[k] = append(collectors.Position(nil), v...)
+		if old, ok := s.pos[k]; ok && old.Index > index {
+			continue
+		}
+		s.pos[k] = Entry{Pos: append(collectors.Position(nil), v...), Index: index}
+	}
+	s.dirty = true
+}
+
+// Reset replaces a position unconditionally (or removes it when e.Pos is
+// nil): for recovery when the spool entry that carried it was lost.
+func (s *Store) Reset(key string, e Entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.Pos == nil {
+		delete(s.pos, key)
+	} else {
+		s.pos[key] = e
 	}
 	s.dirty = true
 }

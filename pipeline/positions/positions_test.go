@@ -17,11 +17,13 @@ func TestCommitReopen(t *testing.T) {
 	if got := s.Get("authlog/system"); got != nil {
 		t.Fatalf("empty store gave %q", got)
 	}
-	s.Set(map[string]collectors.Position{"authlog/system": []byte("ino=1 off=10"), "ldap/main": []byte{0, 1, 2}})
+	s.Set(map[string]collectors.Position{"authlog/system": []byte("ino=1 off=10"), "ldap/main": []byte{0, 1, 2}}, 1)
 	if err := s.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	s.Set(map[string]collectors.Position{"authlog/system": []byte("ino=1 off=20")})
+	s.Set(map[string]collectors.Position{"authlog/system": []byte("ino=1 off=20")}, 2)
+	// An older spool entry never moves a position back.
+	s.Set(map[string]collectors.Position{"authlog/system": []byte("ino=1 off=5")}, 1)
 	// Not committed: a crash now keeps the old value.
 	s2, err := Open(p)
 	if err != nil {
@@ -39,6 +41,9 @@ func TestCommitReopen(t *testing.T) {
 	}
 	if got := string(s3.Get("authlog/system")); got != "ino=1 off=20" {
 		t.Fatalf("after commit: %q", got)
+	}
+	if e := s3.All()["authlog/system"]; e.Index != 2 {
+		t.Fatalf("index = %d, want 2", e.Index)
 	}
 	if got := s3.Get("ldap/main"); string(got) != "\x00\x01\x02" {
 		t.Fatalf("binary position: %q", got)

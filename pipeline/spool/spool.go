@@ -667,6 +667,26 @@ func (s *Spool) Scan(fn func(e Entry, acked bool) error) error {
 	return nil
 }
 
+// Newest returns the entry with the highest index still stored
+// (acknowledged or not); ok is false when the spool holds none.
+func (s *Spool) Newest() (e Entry, ok bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.segs) - 1; i >= 0; i-- {
+		g := s.segs[i]
+		if len(g.entries) == 0 {
+			continue
+		}
+		l := g.entries[len(g.entries)-1]
+		data := make([]byte, l.n)
+		if _, err := g.f.ReadAt(data, l.off+headerSize); err != nil {
+			return Entry{}, false, fmt.Errorf("spool: read entry %d from %s: %w", l.index, g.name, err)
+		}
+		return Entry{Index: l.index, Data: data}, true, nil
+	}
+	return Entry{}, false, nil
+}
+
 // Ack records that every entry up to and including idx was acknowledged
 // by central, and removes segments that hold nothing else. The ack record
 // is not fsynced on its own (see the package documentation).
