@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,6 +47,7 @@ func testConfig(s *testenv.Slapd) *Config {
 
 // running is a collector run in the background.
 type running struct {
+	logs   *lockedBuf
 	cancel context.CancelFunc
 	done   chan error
 	sink   *sink
@@ -53,9 +57,11 @@ type running struct {
 func startCollector(t *testing.T, cfg *Config, start collectors.Position) *running {
 	t.Helper()
 	probs := &problems{}
-	set := collectors.Settings{Type: Type, Name: "test", Problems: probs}
+	logs := &lockedBuf{}
+	set := collectors.Settings{Type: Type, Name: "test", Problems: probs,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if os.Getenv("PROVTRAIL_TEST_LOG") != "" {
-		set.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		set.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(os.Stderr, logs), nil))
 	}
 	c, err := New(set, cfg)
 	if err != nil {
@@ -63,10 +69,28 @@ func startCollector(t *testing.T, cfg *Config, start collectors.Position) *runni
 	}
 	c.MinBackoff, c.MaxBackoff = 50*time.Millisecond, 300*time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan error, 1), sink: &sink{}, probs: probs}
+	r := &running{logs: logs, cancel: cancel, done: make(chan error, 1), sink: &sink{}, probs: probs}
 	go func() { r.done <- c.Run(ctx, start, r.sink) }()
 	t.Cleanup(r.stop)
 	return r
+}
+
+// lockedBuf collects log output from the collector goroutine.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func (r *running) stop() {
@@ -345,6 +369,18 @@ func TestSyncAgainstSlapd(t *testing.T) {
 	checkEvents(t, evs2, []string{"user.create success user=carol",
 		"group.member.add success user=carol,group=sudo", "privilege.grant success user=carol,group=sudo"})
 
+	// The collector's log lines (it logged the slapd kill) hold no secret.
+	for _, r := range []*running{r1, r2} {
+		for _, sec := range testSecrets {
+			if strings.Contains(r.logs.String(), sec) {
+				t.Errorf("log leaks %q: %s", sec, r.logs.String())
+			}
+		}
+	}
+	if !strings.Contains(r2.logs.String(), "reconnecting") {
+		t.Errorf("the kill was not logged: %s", r2.logs.String())
+	}
+
 	// Every id is new relative to the first run.
 	seen := map[string]bool{}
 	for _, e := range append(evs, evs2...) {
@@ -388,6 +424,11 @@ func TestPollFallback(t *testing.T) {
 	s := testenv.StartSlapd(t, testenv.SlapdOptions{NoLogSyncprov: true})
 	cfg := testConfig(s)
 	cfg.PageSize = 2 // several pages per poll
+	pw := filepath.Join(t.TempDir(), "reader.pw")
+	if err := os.WriteFile(pw, []byte(testenv.SlapdReaderPW+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.BindPassword, cfg.BindPasswordFile = "", pw
 	r1 := startCollector(t, cfg, nil)
 	admin := dial(t, s, testenv.SlapdAdminDN, testenv.SlapdAdminPW)
 	for i, u := range []string{"u1", "u2", "u3", "u4", "u5"} {

@@ -526,31 +526,90 @@ func (b *builder) memberEvents(groupDN string, g *event.Group, adds, removes []m
 
 // membership replays the membership modifications against the old values
 // and returns what was added and removed. unknown lists attributes whose
-// outcome cannot be told (a replace or delete-all without old values).
+// outcome cannot be told (a replace or delete-all without old values). It
+// is linear in the number of values: big groups carry thousands.
 func (b *builder) membership() (adds, removes []member, unknown []string) {
 	ch := b.ch
+	// Without a replace or a delete of a whole attribute, the log's adds
+	// and deletes are the answer (the server refuses adding a value that
+	// exists or deleting one that does not): no need to read old values.
+	needOld := false
+	for _, m := range ch.Mods {
+		if memberAttrs[BaseName(m.Attr)] && (m.Op == OpReplace || (m.Op == OpDelete && len(m.Values) == 0)) {
+			needOld = true
+			break
+		}
+	}
+	if !needOld {
+		// Net effect per value, in order of first mention: an add and a
+		// delete of the same value in one operation cancel out.
+		net := map[string]int{}
+		byKey := map[string]member{}
+		var order []string
+		for _, m := range ch.Mods {
+			attr := BaseName(m.Attr)
+			if !memberAttrs[attr] || (m.Op != OpAdd && m.Op != OpDelete) {
+				continue
+			}
+			for _, v := range m.Values {
+				mm := member{attr, string(v)}
+				k := mm.key()
+				if _, ok := byKey[k]; !ok {
+					byKey[k] = mm
+					order = append(order, k)
+				}
+				if m.Op == OpAdd {
+					net[k] = 1
+				} else {
+					net[k]--
+					net[k] = max(net[k], -1)
+				}
+			}
+		}
+		for _, k := range order {
+			switch net[k] {
+			case 1:
+				adds = append(adds, byKey[k])
+			case -1:
+				removes = append(removes, byKey[k])
+			}
+		}
+		return adds, removes, nil
+	}
 	type state struct {
-		initial, current []member
-		known            bool
+		initial []member
+		inInit  map[string]bool
+		current map[string]member
+		order   []string // keys in the order they were first set
+		known   bool
 	}
 	states := map[string]*state{}
-	var order []string
+	var attrs []string
 	get := func(attr string) *state {
 		s, ok := states[attr]
 		if !ok {
-			s = &state{known: ch.OldKnown}
+			s = &state{known: ch.OldKnown, inInit: map[string]bool{}, current: map[string]member{}}
 			for _, v := range ch.Old[attr] {
-				s.initial = append(s.initial, member{attr, string(v)})
+				m := member{attr, string(v)}
+				k := m.key()
+				if s.inInit[k] {
+					continue
+				}
+				s.inInit[k] = true
+				s.initial = append(s.initial, m)
+				s.current[k] = m
 			}
-			s.current = slices.Clone(s.initial)
 			states[attr] = s
-			order = append(order, attr)
+			attrs = append(attrs, attr)
 		}
 		return s
 	}
-	index := func(ms []member, m member) int {
+	set := func(s *state, m member) {
 		k := m.key()
-		return slices.IndexFunc(ms, func(x member) bool { return x.key() == k })
+		if _, ok := s.current[k]; !ok {
+			s.current[k] = m
+			s.order = append(s.order, k)
+		}
 	}
 	for _, m := range ch.Mods {
 		attr := BaseName(m.Attr)
@@ -561,53 +620,51 @@ func (b *builder) membership() (adds, removes []member, unknown []string) {
 		switch m.Op {
 		case OpAdd:
 			for _, v := range m.Values {
-				if mm := (member{attr, string(v)}); index(s.current, mm) < 0 {
-					s.current = append(s.current, mm)
-				}
+				set(s, member{attr, string(v)})
 			}
 		case OpDelete:
 			if len(m.Values) == 0 {
-				if !s.known && len(s.initial) == 0 {
-					s.known = false
-					s.current = nil
+				if !s.known && len(s.initial) == 0 && !slices.Contains(unknown, attr) {
 					unknown = append(unknown, attr)
-					continue
 				}
-				s.current = nil
+				clear(s.current)
 				continue
 			}
 			for _, v := range m.Values {
-				if i := index(s.current, member{attr, string(v)}); i >= 0 {
-					s.current = slices.Delete(s.current, i, i+1)
-				} else if !s.known {
+				mm := member{attr, string(v)}
+				k := mm.key()
+				if _, ok := s.current[k]; ok {
+					delete(s.current, k)
+				} else if !s.known && !s.inInit[k] {
 					// Removal of a value we never saw: trust the log.
-					s.initial = append(s.initial, member{attr, string(v)})
+					s.inInit[k] = true
+					s.initial = append(s.initial, mm)
 				}
 			}
 		case OpReplace:
-			if !s.known && len(s.initial) == 0 {
+			if !s.known && len(s.initial) == 0 && !slices.Contains(unknown, attr) {
 				unknown = append(unknown, attr)
 			}
-			s.current = nil
+			clear(s.current)
 			for _, v := range m.Values {
-				if mm := (member{attr, string(v)}); index(s.current, mm) < 0 {
-					s.current = append(s.current, mm)
-				}
+				set(s, member{attr, string(v)})
 			}
 		}
 	}
-	for _, attr := range order {
+	for _, attr := range attrs {
 		s := states[attr]
 		if slices.Contains(unknown, attr) {
 			continue
 		}
-		for _, m := range s.current {
-			if index(s.initial, m) < 0 {
+		seen := map[string]bool{}
+		for _, k := range s.order {
+			if m, ok := s.current[k]; ok && !s.inInit[k] && !seen[k] {
+				seen[k] = true
 				adds = append(adds, m)
 			}
 		}
 		for _, m := range s.initial {
-			if index(s.current, m) < 0 {
+			if _, ok := s.current[m.key()]; !ok {
 				removes = append(removes, m)
 			}
 		}

@@ -40,12 +40,28 @@ func BaseName(desc string) string {
 	if i := strings.IndexByte(desc, ';'); i >= 0 {
 		desc = desc[:i]
 	}
-	desc = strings.ToLower(strings.TrimSpace(desc))
-	desc = strings.TrimPrefix(desc, "oid.")
+	if !plainLower(desc) {
+		desc = strings.ToLower(strings.TrimSpace(desc))
+		desc = strings.TrimPrefix(desc, "oid.")
+	}
 	if n, ok := secretOIDs[desc]; ok {
 		return n
 	}
 	return desc
+}
+
+// plainLower reports whether s needs no lower-casing or trimming (the
+// common case, checked without allocating).
+func plainLower(s string) bool {
+	if s == "" || strings.HasPrefix(s, "oid.") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' || c == ' ' || c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // Secrets decides which attributes carry secrets.
