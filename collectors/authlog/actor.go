@@ -36,6 +36,12 @@ type sudoEntry struct {
 	tool  tool
 	args  []string
 	raw   string
+	// wrapper: the command is Debian's adduser/deluser/addgroup/delgroup,
+	// which runs several tools (useradd, groupadd, chfn, gpasswd, ...),
+	// each its own process. It can match all of them while they keep
+	// coming; lastUse is when it last did.
+	wrapper bool
+	lastUse time.Time
 	// The process (program and pid) this command line was matched to.
 	bound     bool
 	boundTool tool
@@ -73,14 +79,21 @@ func (p *lineParser) sudoLine(h *header, line []byte, off int64) {
 		end = len(cmd)
 	}
 	tl := lookupTool(cmd[:end])
-	if tl == toolNone || tl == toolSudo {
+	wrapper := false
+	if tl == toolNone {
+		wrapper = isWrapper(cmd[:end])
+		if !wrapper {
+			return
+		}
+	}
+	if tl == toolSudo {
 		return
 	}
 	colon := bytes.Index(msg, []byte(" : "))
 	if colon <= 0 || colon > ci {
 		return
 	}
-	e := sudoEntry{used: true, gen: p.gen, off: off, host: string(h.host), tool: tl}
+	e := sudoEntry{used: true, gen: p.gen, off: off, host: string(h.host), tool: tl, wrapper: wrapper}
 	e.user = strings.TrimSpace(string(msg[:colon]))
 	for _, part := range strings.Split(string(msg[colon+3:ci]), " ; ") {
 		part = strings.TrimSpace(part)
@@ -108,7 +121,7 @@ func (p *lineParser) sudoLine(h *header, line []byte, off int64) {
 		p.problem(off, "bad timestamp", line)
 		return
 	}
-	e.t = t
+	e.t, e.lastUse = t, t
 	e.args = strings.Fields(string(cmd[end:]))
 	e.raw = redactLine(string(line), true)
 	if e.runas == "" {
@@ -187,7 +200,19 @@ func (p *lineParser) openSu(key string, s *suSession) {
 func (p *lineParser) findSudo(host string, tl tool, pid string, t time.Time, names []string) *sudoEntry {
 	for k := 1; k <= sudoRing; k++ {
 		e := &p.sudo[(p.sudoNext-k+sudoRing)%sudoRing]
-		if !e.used || e.tool != tl || e.host != host {
+		if !e.used || e.host != host {
+			continue
+		}
+		if e.wrapper {
+			// adduser may wait for a typed password or GECOS between
+			// the tools it runs: the window slides with each match.
+			if age := t.Sub(e.lastUse); names != nil && age >= -time.Second && age <= p.opts.sudoWindow && argsMatch(e, names) {
+				e.lastUse = t
+				return e
+			}
+			continue
+		}
+		if e.tool != tl {
 			continue
 		}
 		age := t.Sub(e.t)
@@ -207,6 +232,19 @@ func (p *lineParser) findSudo(host string, tl tool, pid string, t time.Time, nam
 		return e
 	}
 	return nil
+}
+
+// isWrapper reports whether a sudo command is one of Debian's Perl
+// wrappers around the shadow tools (they log nothing themselves).
+func isWrapper(p []byte) bool {
+	if i := bytes.LastIndexByte(p, '/'); i >= 0 {
+		p = p[i+1:]
+	}
+	switch string(p) {
+	case "adduser", "deluser", "addgroup", "delgroup":
+		return true
+	}
+	return false
 }
 
 // argsMatch reports whether the sudo command's arguments name the change's

@@ -214,6 +214,16 @@ func TestSudoAttribution(t *testing.T) {
 		{"refused", "Nov 25 17:38:40 vm sudo: pt_admin : command not allowed ; TTY=pts/0 ; PWD=/tmp ; USER=root ; COMMAND=/usr/sbin/useradd bob\nNov 25 17:38:40 vm useradd[5]: new user: name=bob, UID=1, GID=1, home=/home/bob, shell=/bin/sh, from=none\n", ""},
 		{"extra sudo fields", "Nov 25 17:38:40 vm sudo: pt_admin : HOST=vm ; TTY=pts/0 ; CHROOT=/ ; PWD=/tmp ; USER=root ; GROUP=root ; TSID=000001 ; COMMAND=/usr/sbin/useradd bob\nNov 25 17:38:40 vm useradd[5]: new user: name=bob, UID=1, GID=1, home=/home/bob, shell=/bin/sh, from=none\n", "pt_admin"},
 		{"used once per process", "Nov 25 17:38:40 vm sudo: pt_admin : TTY=pts/0 ; PWD=/tmp ; USER=root ; COMMAND=/usr/sbin/userdel bob\nNov 25 17:38:40 vm userdel[5]: delete user 'bob'\nNov 25 17:38:41 vm userdel[6]: delete user 'bob'\n", "pt_admin,"},
+		{"adduser wrapper", "Nov 25 17:38:40 vm sudo: pt_admin : TTY=pts/0 ; PWD=/tmp ; USER=root ; COMMAND=/usr/sbin/adduser --disabled-password --gecos  pt_carol\n" +
+			"Nov 25 17:38:40 vm groupadd[20801]: group added to /etc/group: name=pt_carol, GID=1003\n" +
+			"Nov 25 17:38:40 vm groupadd[20801]: group added to /etc/gshadow: name=pt_carol\n" +
+			"Nov 25 17:38:40 vm groupadd[20801]: new group: name=pt_carol, GID=1003\n" +
+			"Nov 25 17:38:40 vm useradd[20807]: new user: name=pt_carol, UID=1003, GID=1003, home=/home/pt_carol, shell=/bin/bash, from=/dev/pts/1\n" +
+			"Nov 25 17:38:41 vm chfn[20815]: changed user 'pt_carol' information\n" +
+			"Nov 25 17:38:41 vm gpasswd[20818]: members of group users set by root to pt_carol\n" +
+			"Nov 25 17:38:50 vm useradd[20900]: new user: name=pt_other, UID=1004, GID=1004, home=/home/pt_other, shell=/bin/bash, from=none\n", "pt_admin,pt_admin,pt_admin,pt_admin,"},
+		{"deluser from group", "Nov 25 17:38:40 vm sudo: pt_admin : TTY=pts/0 ; PWD=/tmp ; USER=root ; COMMAND=/usr/sbin/deluser pt_bob sudo\n" +
+			"Nov 25 17:38:40 vm gpasswd[20840]: members of group sudo set by root to pt_admin\n", "pt_admin"},
 		{"self-service passwd", "Nov 25 17:38:40 vm sudo: pt_admin : TTY=pts/0 ; PWD=/tmp ; USER=root ; COMMAND=/usr/bin/passwd\nNov 25 17:38:42 vm passwd[5]: pam_unix(passwd:chauthtok): password changed for root\n", "pt_admin"},
 	}
 	for _, c := range cases {
