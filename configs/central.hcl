@@ -28,8 +28,11 @@ variables {
   privileged_groups = ["sudo", "wheel", "admins", "adm", "docker"]
 }
 
+# Collectors report membership in a group they know as privileged (their own
+# privileged_groups setting) as privilege.grant, other memberships as
+# group.member.add; this rule catches both.
 alert "privileged_grant" {
-  when     = event.action == "group.member.add" && contains(var.privileged_groups, event.target.group.name)
+  when     = contains(["group.member.add", "privilege.grant"], event.action) && contains(var.privileged_groups, event.target.group.name)
   severity = "high"
   notify   = ["oncall"]
 }
