@@ -89,7 +89,9 @@ func BenchmarkIdleCollector(b *testing.B) {
 	c := New(collectors.Settings{Type: Type, Name: "idle", StateDir: b.TempDir()}, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, nil, collectors.EmitFunc(func(context.Context, ...collectors.Record) error { return nil })) }()
+	go func() {
+		done <- c.Run(ctx, nil, collectors.EmitFunc(func(context.Context, ...collectors.Record) error { return nil }))
+	}()
 	time.Sleep(500 * time.Millisecond) // baseline snapshot taken
 	before := cpuTime()
 	start := time.Now()
