@@ -356,8 +356,8 @@ type StreamView struct {
 	Since         time.Time   `json:"since,omitzero"`
 	LastBatchAt   time.Time   `json:"last_batch_at,omitzero"`
 	LastEventTime time.Time   `json:"last_event_time,omitzero"`
-	// LagSeconds is how far the newest stored event is behind its
-	// batch's arrival.
+	// LagSeconds is how long the stream has been silent: seconds since
+	// its last batch (heartbeats count), at the time of the request.
 	LagSeconds float64 `json:"lag_seconds"`
 }
 
@@ -375,8 +375,8 @@ func AgentViews(ctx context.Context, store Store) ([]AgentView, error) {
 	for _, st := range streams {
 		sv := StreamView{StreamID: st.StreamID, LastSeq: st.LastSeq, Chain: st.Status, Detail: st.StatusDetail,
 			Since: st.StatusSince, LastBatchAt: st.LastBatchAt, LastEventTime: st.LastEventTime}
-		if !st.LastEventTime.IsZero() && !st.LastBatchAt.IsZero() {
-			sv.LagSeconds = st.LastBatchAt.Sub(st.LastEventTime).Seconds()
+		if !st.LastBatchAt.IsZero() {
+			sv.LagSeconds = time.Since(st.LastBatchAt).Round(100 * time.Millisecond).Seconds()
 		}
 		by[st.AgentID] = append(by[st.AgentID], sv)
 	}

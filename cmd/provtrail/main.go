@@ -31,6 +31,11 @@ func commands() map[string]command {
 		"validate": {"check agent.hcl or central.hcl and print FILE:LINE:COL diagnostics", runValidate},
 		"parse":    {"run one collector's parser over files or stdin and print events as NDJSON", runParse},
 		"keygen":   {"generate an agent or log signing key pair (encrypted PEM)", runKeygen},
+		"central":  {"run the central service (ingest, transparency log, store, query API); agents and tokens admin", runCentral},
+		"dev":      {"run central and an agent on this host with generated keys: the first thing to try", runDev},
+		"query":    {"query stored events by actor, user, group, action, system, host and time", runQuery},
+		"verify":   {"audit a central: checkpoints, consistency, tiles, header chains, bodies and stored events", runVerify},
+		"enroll":   {"enroll this host's agent key with central using a token", runEnroll},
 	}
 }
 
