@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -80,6 +81,10 @@ type Ingester struct {
 	mu    sync.Mutex
 	locks map[string]*streamLock
 	evid  map[string]int // evidence kept per agent since start
+	// orphans maps the leaf hash of log entries that have no stored batch
+	// (the process stopped between log append and store commit) to their
+	// index, so that the resent batch reuses its leaf.
+	orphans map[[32]byte]uint64
 }
 
 type streamLock struct {
@@ -104,6 +109,53 @@ func NewIngester(cfg IngestConfig, store Store, log *Log) (*Ingester, error) {
 	}
 	in.verifier = v
 	return in, nil
+}
+
+// Reconcile finds log entries newer than the newest stored batch: leaves
+// appended before a crash whose batch was never committed. A resend of
+// such a batch reuses its leaf instead of logging it twice. Call it once
+// before ingesting.
+func (in *Ingester) Reconcile(ctx context.Context) (int, error) {
+	maxIdx, err := in.store.MaxLogIndex(ctx)
+	if err != nil {
+		return 0, err
+	}
+	leaves, err := in.log.EntriesFrom(ctx, uint64(maxIdx+1))
+	if err != nil {
+		return 0, err
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.orphans == nil {
+		in.orphans = map[[32]byte]uint64{}
+	}
+	for i, leaf := range leaves {
+		in.orphans[sha256.Sum256(leaf)] = uint64(maxIdx+1) + uint64(i)
+	}
+	if len(leaves) > 0 {
+		in.logger.Warn("log has leaves without stored batches (stopped between log and store); their batches reuse them when resent", "count", len(leaves), "first_index", maxIdx+1)
+	}
+	return len(leaves), nil
+}
+
+func (in *Ingester) appendLeaf(ctx context.Context, envelope []byte) (uint64, error) {
+	h := sha256.Sum256(envelope)
+	in.mu.Lock()
+	idx, ok := in.orphans[h]
+	in.mu.Unlock()
+	if ok {
+		return idx, nil
+	}
+	idx, _, err := in.log.Add(ctx, envelope)
+	return idx, err
+}
+
+func (in *Ingester) leafStored(envelope []byte) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if len(in.orphans) > 0 {
+		delete(in.orphans, sha256.Sum256(envelope))
+	}
 }
 
 // Limits returns the effective batch limits.
@@ -290,7 +342,7 @@ func (in *Ingester) accept(ctx context.Context, r *Receipt, b *signer.Batch, res
 	t0 := time.Now()
 	events, lastTime := parseEvents(res.Body, res.HeaderDigest, in.metrics)
 	t0 = in.metrics.phase("parse", t0)
-	idx, _, err := in.log.Add(ctx, b.Envelope)
+	idx, err := in.appendLeaf(ctx, b.Envelope)
 	t0 = in.metrics.phase("log", t0)
 	if err != nil {
 		r.Retry = true
@@ -320,6 +372,7 @@ func (in *Ingester) accept(ctx context.Context, r *Receipt, b *signer.Batch, res
 		r.Reason = "store write failed"
 		return r, fmt.Errorf("commit %s/%s/%d: %w", h.AgentID, h.StreamID, h.Seq, err)
 	}
+	in.leafStored(b.Envelope)
 	r.EventsStored, r.EventsSkipped = cres.EventsStored, cres.EventsSkipped
 	in.fillLog(ctx, r, idx)
 	if in.onStored != nil {

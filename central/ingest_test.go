@@ -266,3 +266,48 @@ func seqOf(t *testing.T, b signer.Batch) uint64 {
 	}
 	return h.Seq
 }
+
+// TestCrashBetweenLogAndStore: a leaf appended to the log whose batch never
+// reached the store (the process died in between) is reused when the agent
+// resends the batch after a restart, so the log holds it once and the audit
+// passes.
+func TestCrashBetweenLogAndStore(t *testing.T) {
+	tc := startTestCentral(t, "host-1")
+	ctx := context.Background()
+	c := tc.agents["host-1"].chain(t, filepath.Join(tc.dir, "chain"))
+	if status, r := tc.post(t, seal(t, c, "first", 2)); status != 200 {
+		t.Fatalf("%d %+v", status, r)
+	}
+	b := seal(t, c, "lost", 3)
+	// Append only to the log, as if the store commit never happened.
+	orphan, _, err := tc.srv.Log().Add(ctx, b.Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(ctx, tc.cfg, Options{CheckpointInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tc.srv, tc.url = srv, "https://"+srv.Addr()
+	status, r := tc.post(t, b)
+	if status != 200 || r.Verdict != signer.Accepted || r.LogIndex == nil || *r.LogIndex != orphan {
+		t.Fatalf("resend after crash: %d %+v, want index %d", status, r, orphan)
+	}
+	status, r = tc.post(t, seal(t, c, "after", 1))
+	if status != 200 || *r.LogIndex != orphan+1 {
+		t.Fatalf("next batch: %d %+v", status, r)
+	}
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep := auditDataDir(t, tc.cfg.Central.DataDir, nil)
+	if !rep.OK() || rep.Leaves != 3 || rep.Events != 6 {
+		t.Fatalf("audit: %+v", rep)
+	}
+}

@@ -95,6 +95,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		return fail(err)
 	}
 	s.ingester.onStored = opts.OnStored
+	if _, err := s.ingester.Reconcile(ctx); err != nil {
+		return fail(fmt.Errorf("reconcile log and store: %w", err))
+	}
 	n := cfg.Central.MaxConcurrent
 	if n <= 0 {
 		n = DefaultMaxConcurrent

@@ -13,6 +13,7 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/api"
 	"github.com/transparency-dev/tessera/client"
 	"github.com/transparency-dev/tessera/storage/posix"
 	"golang.org/x/mod/sumdb/note"
@@ -116,6 +117,35 @@ func OpenLog(ctx context.Context, cfg LogConfig) (*Log, error) {
 		return nil, fmt.Errorf("open log: write verifier key: %w", err)
 	}
 	return l, nil
+}
+
+// EntriesFrom returns the leaves from index from up to the integrated size,
+// in order (for reconciling the store with the log after a crash).
+func (l *Log) EntriesFrom(ctx context.Context, from uint64) ([][]byte, error) {
+	size, err := l.reader.IntegratedSize(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("log size: %w", err)
+	}
+	var out [][]byte
+	if from >= size {
+		return nil, nil
+	}
+	getSize := func(context.Context) (uint64, error) { return size, nil }
+	for b, err := range client.EntryBundles(ctx, 1, getSize, l.reader.ReadEntryBundle, from, size-from) {
+		if err != nil {
+			return nil, fmt.Errorf("read log entries: %w", err)
+		}
+		eb := &api.EntryBundle{}
+		if err := eb.UnmarshalText(b.Data); err != nil {
+			return nil, fmt.Errorf("read log entries: %w", err)
+		}
+		end := int(b.RangeInfo.First + b.RangeInfo.N)
+		if end > len(eb.Entries) {
+			return nil, fmt.Errorf("read log entries: bundle %d has %d entries, want %d", b.RangeInfo.Index, len(eb.Entries), end)
+		}
+		out = append(out, eb.Entries[b.RangeInfo.First:end]...)
+	}
+	return out, nil
 }
 
 // LogKeyFile is the file in the log directory holding the note verifier
