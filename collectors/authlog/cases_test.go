@@ -369,3 +369,33 @@ func TestSuAttribution(t *testing.T) {
 		})
 	}
 }
+
+// passwd's "changed by" line is the same for -l, -u, -d, -e; the sudo
+// command's option says which it was.
+func TestPasswdChangedByRefinedFromSudo(t *testing.T) {
+	cases := []struct {
+		opt    string
+		action event.Action
+		field  string
+	}{
+		{"-l", event.UserLock, ""},
+		{"--unlock", event.UserUnlock, ""},
+		{"-d", event.UserModify, "password"},
+		{"-e", event.UserModify, "password_expiry"},
+		{"-x 90", event.UserModify, "password_aging"},
+		{"", event.UserModify, "password_settings"},
+	}
+	for _, c := range cases {
+		in := "Nov 25 17:39:40 vm passwd[3420]: password for 'pt_bob' changed by 'root'\n"
+		if c.opt != "" {
+			in = "Nov 25 17:39:40 vm sudo: pt_admin : TTY=pts/0 ; PWD=/tmp ; USER=root ; COMMAND=/usr/bin/passwd " + c.opt + " pt_bob\n" + in
+		}
+		evs := parseString(t, testParser(t, nil), in)
+		if len(evs) != 1 || evs[0].Action != c.action || (c.field != "" && change(evs[0], c.field).Field == "") {
+			t.Errorf("passwd %s: %s", c.opt, mustJSON(evs))
+		}
+		if c.opt != "" && evs[0].Actor.Name != "pt_admin" {
+			t.Errorf("passwd %s: actor %+v", c.opt, evs[0].Actor)
+		}
+	}
+}
