@@ -18,6 +18,7 @@ import (
 
 	"github.com/provtrail/provtrail/collectors"
 	"github.com/provtrail/provtrail/collectors/ldap/internal/conn"
+	"github.com/provtrail/provtrail/collectors/ldap/internal/ldaptest"
 	"github.com/provtrail/provtrail/event"
 	"github.com/provtrail/provtrail/internal/testenv"
 )
@@ -480,4 +481,57 @@ func TestPurgeGap(t *testing.T) {
 	if len(probs) != 1 || !strings.Contains(probs[0].Reason, "gap") {
 		t.Fatalf("problems = %v, want one gap", probs)
 	}
+}
+
+// slowSink blocks its first Emit until released, as a full spool does.
+type slowSink struct {
+	ldaptest.Sink
+	release chan struct{}
+	once    sync.Once
+}
+
+func (s *slowSink) Emit(ctx context.Context, recs ...collectors.Record) error {
+	s.once.Do(func() {
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+		}
+	})
+	return s.Sink.Emit(ctx, recs...)
+}
+
+// TestBackpressure: while the emitter blocks, changes pile up on the
+// server; none is lost when it resumes.
+func TestBackpressure(t *testing.T) {
+	s := testenv.StartSlapd(t, testenv.SlapdOptions{})
+	c, err := New(collectors.Settings{Type: Type, Name: "test"}, testConfig(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A request timeout far below the stall: go-ldap would drop responses
+	// not taken within it if it applied to the stream.
+	c.opts.Timeout = 200 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sk := &slowSink{release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, nil, sk) }()
+	admin := dial(t, s, testenv.SlapdAdminDN, testenv.SlapdAdminPW)
+	const n = 300
+	for i := range n {
+		admin.add(people(fmt.Sprint("bp", i)), userAttrs(fmt.Sprint("bp", i), "pw", i))
+	}
+	time.Sleep(time.Second)
+	close(sk.release)
+	evs := waitFor(t, &sk.Sink, n)
+	if len(evs) != n {
+		t.Fatalf("got %d events, want %d", len(evs), n)
+	}
+	for i, e := range evs {
+		if want := fmt.Sprint("bp", i); e.Target.User.Name != want {
+			t.Fatalf("event %d is for %s, want %s", i, e.Target.User.Name, want)
+		}
+	}
+	cancel()
+	<-done
 }

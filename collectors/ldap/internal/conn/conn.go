@@ -35,7 +35,7 @@ type Options struct {
 	BindPasswordFile string
 	TLSCAFile        string
 	StartTLS         bool
-	// Timeout bounds dialing and each request (not persistent searches).
+	// Timeout bounds dialing, StartTLS and the bind.
 	Timeout time.Duration
 }
 
@@ -127,6 +127,11 @@ func Dial(ctx context.Context, o Options) (*ldap.Conn, error) {
 			return nil, fmt.Errorf("bind to %s as %q: %w", o.URL, o.BindDN, err)
 		}
 	}
+	// No request timeout once connected: go-ldap applies it to the whole
+	// of a persistent search, and drops responses the reader has not
+	// taken within it, which under backpressure would lose changes. Dead
+	// peers are found by TCP keepalive (net.Dialer's default, 15s).
+	c.SetTimeout(0)
 	return c, nil
 }
 
