@@ -130,8 +130,8 @@ func activityItem(i int, at, visible time.Time) windowtest.Item {
 	names := []string{"ADD_GROUP_MEMBER", "CREATE_USER", "CHANGE_DOMAIN_DEFAULT_LOCALE", "SUSPEND_USER"}
 	name := names[i%len(names)]
 	return windowtest.Item{ID: at.Format("2006-01-02T15:04:05.000Z") + "/" + uq + "/admin/C01", Time: at, VisibleAt: visible, Payload: map[string]any{
-		"kind": "admin#reports#activity",
-		"id":   map[string]any{"time": at.Format("2006-01-02T15:04:05.000Z"), "uniqueQualifier": uq, "applicationName": "admin", "customerId": "C01"},
+		"kind":  "admin#reports#activity",
+		"id":    map[string]any{"time": at.Format("2006-01-02T15:04:05.000Z"), "uniqueQualifier": uq, "applicationName": "admin", "customerId": "C01"},
 		"actor": map[string]any{"callerType": "USER", "email": "admin@example.com", "profileId": "1"}, "ipAddress": "203.0.113.10",
 		"events": []any{map[string]any{"type": "X", "name": name, "parameters": []any{
 			map[string]any{"name": "USER_EMAIL", "value": fmt.Sprintf("u%d@example.com", i)},
