@@ -45,3 +45,15 @@ fuzz:
 
 clean:
 	rm -f provtrail
+
+.PHONY: packages package-test
+
+# packages builds the .deb and .rpm packages (provtrail, provtrail-agent,
+# provtrail-central) into dist/packages with nfpm (a pinned tool, not in go.mod).
+packages:
+	./packaging/build.sh
+
+# package-test builds the packages, installs them with dpkg (needs root),
+# checks owners, modes, units and the shipped configs, then purges them.
+package-test:
+	./packaging/test.sh
