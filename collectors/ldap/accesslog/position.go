@@ -87,11 +87,16 @@ func (p position) syncCookie() []byte {
 	if len(p.CSN) == 0 || p.Part > 0 {
 		return nil
 	}
-	csns := make([]string, 0, len(p.CSN))
-	for _, v := range p.CSN {
-		csns = append(csns, v)
+	// OpenLDAP lists one CSN per server id, ordered by server id.
+	sids := make([]string, 0, len(p.CSN))
+	for sid := range p.CSN {
+		sids = append(sids, sid)
 	}
-	slices.Sort(csns)
+	slices.Sort(sids)
+	csns := make([]string, len(sids))
+	for i, sid := range sids {
+		csns[i] = p.CSN[sid]
+	}
 	return []byte("rid=000,csn=" + strings.Join(csns, ";"))
 }
 
