@@ -1,11 +1,3 @@
-// Package norm turns LDAP change records (an OpenLDAP accesslog entry, a
-// 389-DS retro changelog entry), once decoded into a Change, into
-// provtrail events: user and group creation and deletion, renames,
-// password change versus reset, lock and unlock, membership changes
-// (including whole-attribute replaces, diffed against old values),
-// privilege grants and revokes for privileged groups, and other
-// modifications by attribute name only. Secret values never reach an
-// event.
 package norm
 
 import (
@@ -301,7 +293,7 @@ func userOf(dn string) *event.User {
 	if strings.TrimSpace(v) == "" {
 		v = "(empty)"
 	}
-	return &event.User{Name: v, ID: dn}
+	return &event.User{Name: capValue(v), ID: capValue(dn)}
 }
 
 func groupOf(dn string) *event.Group {
@@ -312,7 +304,15 @@ func groupOf(dn string) *event.Group {
 	if strings.TrimSpace(v) == "" {
 		v = "(empty)"
 	}
-	return &event.Group{Name: v, ID: dn}
+	return &event.Group{Name: capValue(v), ID: capValue(dn)}
+}
+
+// capValue bounds a value copied into an event.
+func capValue(v string) string {
+	if len(v) <= MaxRawValue {
+		return v
+	}
+	return v[:MaxRawValue] + " [" + itoa(len(v)) + " bytes, cut]"
 }
 
 // memberUser names a member value: a DN for member/uniqueMember (which may
@@ -339,7 +339,7 @@ func (b *builder) actor() event.Actor {
 	if dn == "" {
 		return event.Actor{Name: "anonymous", Type: event.ActorUnknown, Session: ch.Session}
 	}
-	a := event.Actor{ID: dn, Session: ch.Session, Type: event.ActorUnknown}
+	a := event.Actor{ID: capValue(dn), Session: capValue(ch.Session), Type: event.ActorUnknown}
 	nd := NormDN(dn)
 	if strings.HasSuffix(nd, ",cn=peercred,cn=external,cn=auth") {
 		// ldapi:// SASL EXTERNAL: the local uid and gid of the client.
@@ -366,7 +366,7 @@ func (b *builder) actor() event.Actor {
 		a.Type = event.ActorSystem
 	}
 	t, v := rdn(dn)
-	a.Name = v
+	a.Name = capValue(v)
 	if t == "uid" {
 		a.Type = event.ActorHuman
 	}
@@ -472,7 +472,7 @@ func (b *builder) delete(cls class) {
 
 func (b *builder) rename(cls class) {
 	ch := b.ch
-	changes := []event.Change{{Field: "dn", Old: ch.DN, New: ch.NewDN}}
+	changes := []event.Change{{Field: "dn", Old: capValue(ch.DN), New: capValue(ch.NewDN)}}
 	switch cls {
 	case classUser:
 		u := userOf(ch.DN)
@@ -510,14 +510,14 @@ func (b *builder) memberEvents(groupDN string, g *event.Group, adds, removes []m
 	p, priv := b.privileged(groupDN)
 	for _, m := range adds {
 		u := memberUser(m.attr, m.value)
-		b.emit(event.GroupMemberAdd, event.Target{User: u, Group: g}, []event.Change{{Field: memberAttrNames[m.attr], New: m.value}}, m.key())
+		b.emit(event.GroupMemberAdd, event.Target{User: u, Group: g}, []event.Change{{Field: memberAttrNames[m.attr], New: capValue(m.value)}}, m.key())
 		if priv {
 			b.emit(event.PrivilegeGrant, event.Target{User: u, Group: g, Privileges: []string{p}}, nil, m.key())
 		}
 	}
 	for _, m := range removes {
 		u := memberUser(m.attr, m.value)
-		b.emit(event.GroupMemberRemove, event.Target{User: u, Group: g}, []event.Change{{Field: memberAttrNames[m.attr], Old: m.value}}, m.key())
+		b.emit(event.GroupMemberRemove, event.Target{User: u, Group: g}, []event.Change{{Field: memberAttrNames[m.attr], Old: capValue(m.value)}}, m.key())
 		if priv {
 			b.emit(event.PrivilegeRevoke, event.Target{User: u, Group: g, Privileges: []string{p}}, nil, m.key())
 		}
