@@ -88,8 +88,20 @@ func (c *Collector) Run(ctx context.Context, start collectors.Position, out coll
 	if err := r.resume(ctx, start); err != nil {
 		return err
 	}
-	if err := r.scan(ctx); err != nil {
-		return err
+	// The first scan, waiting out a tool that is mid-update.
+	for waited := time.Duration(0); ; waited += c.cfg.Debounce {
+		settled, err := r.scan(ctx, waited >= MaxLockWait)
+		if err != nil {
+			return err
+		}
+		if settled {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(c.cfg.Debounce):
+		}
 	}
 	return r.watch(ctx)
 }
@@ -164,14 +176,31 @@ func (r *run) resume(ctx context.Context, start collectors.Position) error {
 	return nil
 }
 
-// scan takes a snapshot and emits what changed since the last one.
-func (r *run) scan(ctx context.Context) error {
-	r.lastFP = r.fingerprint()
+// scan takes a snapshot and emits what changed since the last one. It
+// reads nothing and returns settled=false while a shadow-utils tool holds
+// a database's lock file or when a file changed during the read (a
+// multi-file update half done), unless force is set: the caller retries
+// after the debounce.
+func (r *run) scan(ctx context.Context, force bool) (settled bool, err error) {
+	if !force && r.locked() {
+		return false, nil
+	}
+	before := r.fingerprint()
 	cur, err := r.rd.take()
 	if err != nil {
 		r.problem(r.c.cfg.Root, "cannot read the account files: "+err.Error(), "")
-		return nil // retried on the next change or poll
+		r.lastFP = before
+		return true, nil // retried on the next change or poll
 	}
+	if !force && (r.fingerprint() != before || r.locked()) {
+		return false, nil
+	}
+	r.lastFP = before
+	return true, r.apply(ctx, cur)
+}
+
+// apply stores cur and emits its differences from the base.
+func (r *run) apply(ctx context.Context, cur *Snapshot) error {
 	if r.base == nil {
 		// First run: this is the baseline, nothing changed yet.
 		r.base, r.seq = cur, 1
@@ -301,20 +330,19 @@ func (r *run) watch(ctx context.Context) error {
 			// A tool holding the shadow-utils lock files is between writing
 			// one database and the next: wait for it, but never longer than
 			// MaxLockWait (a stale lock file must not stop the collector).
-			if r.locked() && time.Since(armedAt) < MaxLockWait {
+			settled, err := r.scan(ctx, time.Since(armedAt) >= MaxLockWait)
+			if err != nil {
+				return err
+			}
+			if !settled {
 				debounce.Reset(r.c.cfg.Debounce)
 				continue
 			}
 			armed = false
-			if err := r.scan(ctx); err != nil {
-				return err
-			}
 		case <-poll.C:
 			addWatches()
-			if r.fingerprint() != r.lastFP {
-				if err := r.scan(ctx); err != nil {
-					return err
-				}
+			if !armed && r.fingerprint() != r.lastFP {
+				arm() // through the debounce and its lock checks
 			}
 		}
 	}
