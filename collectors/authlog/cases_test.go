@@ -32,7 +32,7 @@ func parseString(t *testing.T, p *Parser, s string) []event.Event {
 // The same run written in the three layouts gives the same events: same
 // ids (time to the second), actions, targets, actors and changes.
 func TestLayoutsAgree(t *testing.T) {
-	for _, base := range []string{"debian", "debian_sudo_su"} {
+	for _, base := range []string{"debian", "debian_sudo_su", "rsyslog_live"} {
 		var sets [][]event.Event
 		for _, l := range []string{"traditional", "rfc3339", "rfc5424"} {
 			data, err := os.ReadFile("testdata/" + base + "_" + l + ".log")
