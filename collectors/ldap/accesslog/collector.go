@@ -160,10 +160,15 @@ func (c *Collector) syncLoop(ctx context.Context, l *ldap.Conn, st *runState, ou
 		ldap.SyncRequestModeRefreshAndPersist, cookie, false)
 	for resp.Next() {
 		var newCookie []byte
+		gone := false
 		for _, ctl := range resp.Controls() {
 			switch v := ctl.(type) {
 			case *ldap.ControlSyncState:
 				newCookie = v.Cookie
+				// Log entries are only ever added; a delete or present
+				// notice (not sent for purges, but possible after a
+				// refresh) carries no change to report.
+				gone = v.State == ldap.SyncStateDelete || v.State == ldap.SyncStatePresent
 			case *ldap.ControlSyncInfo:
 				switch {
 				case v.NewCookie != nil:
@@ -180,7 +185,7 @@ func (c *Collector) syncLoop(ctx context.Context, l *ldap.Conn, st *runState, ou
 		if len(newCookie) > 0 {
 			st.fullRefresh = false
 		}
-		if e := resp.Entry(); e != nil {
+		if e := resp.Entry(); e != nil && !gone {
 			if err := c.handle(ctx, fromLDAP(e), st, newCookie, out); err != nil {
 				return err
 			}
