@@ -58,10 +58,6 @@ func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) 
 	if diags := cfg.Validate(); diags.HasErrors() {
 		return nil, fmt.Errorf("okta %s: %s", set.Name, diags.Error())
 	}
-	token, err := cfg.token()
-	if err != nil {
-		return nil, fmt.Errorf("okta %s: %w", set.Name, err)
-	}
 	clock := opt.Clock
 	if clock == nil {
 		clock = window.SystemClock{}
@@ -74,13 +70,43 @@ func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Credentials: an OAuth service app (private_key_jwt) or an SSWS API
+	// token. Either way only the Authorization header carries them.
+	var auth func(*http.Request) error
+	if cfg.OAuth != nil {
+		tokenURL := cfg.OAuth.TokenURL
+		if tokenURL == "" {
+			tokenURL = cfg.base.String() + "/oauth2/v1/token"
+		}
+		ts, err := newAssertionSource(cfg.OAuth, tokenURL, hc, func() time.Time { return clock.Now() })
+		if err != nil {
+			return nil, fmt.Errorf("okta %s: %w", set.Name, err)
+		}
+		auth = func(req *http.Request) error {
+			t, err := ts.Token()
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Authorization", "Bearer "+t.AccessToken)
+			return nil
+		}
+	} else {
+		token, err := cfg.token()
+		if err != nil {
+			return nil, fmt.Errorf("okta %s: %w", set.Name, err)
+		}
+		auth = func(req *http.Request) error {
+			req.Header.Set("Authorization", "SSWS "+token)
+			return nil
+		}
+	}
 	pageSize := cfg.PageSize
 	if pageSize == 0 {
 		pageSize = DefaultPageSize
 	}
 	f := &fetcher{
 		base:     cfg.base,
-		token:    token,
+		auth:     auth,
 		pageSize: pageSize,
 		http: &window.HTTP{Client: hc, Clock: clock, Logger: log,
 			Pacer: window.NewPacer(clock, cfg.Window.RequestsPerMinute)},
@@ -108,7 +134,7 @@ func (c *Collector) Stats() *window.Stats { return &c.engine.Stats }
 
 type fetcher struct {
 	base     *url.URL
-	token    string
+	auth     func(*http.Request) error
 	pageSize int
 	http     *window.HTTP
 	m        *mapper
@@ -135,7 +161,9 @@ func (f *fetcher) Fetch(ctx context.Context, w window.Window, page string) (wind
 		if err != nil {
 			return nil, err
 		}
-		req.Header.Set("Authorization", "SSWS "+f.token)
+		if err := f.auth(req); err != nil {
+			return nil, err
+		}
 		req.Header.Set("Accept", "application/json")
 		req.Header.Set("User-Agent", "provtrail")
 		return req, nil

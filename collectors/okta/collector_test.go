@@ -2,13 +2,21 @@ package okta
 
 import (
 	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +50,48 @@ type fakeOkta struct {
 	throttle  int // answer every Nth request with 429
 	remaining int
 	badAuth   int
+	pub       *rsa.PublicKey // set: the OAuth service app's key
+	tokens    int
+}
+
+// serveToken is the org authorization server's token endpoint for a
+// service app using private_key_jwt.
+func (f *fakeOkta) serveToken(w http.ResponseWriter, r *http.Request) {
+	r.ParseForm()
+	fail := func(why string) {
+		f.badAuth++
+		w.WriteHeader(401)
+		fmt.Fprintf(w, `{"error":"invalid_client","error_description":%q}`, why)
+	}
+	if r.PostForm.Get("grant_type") != "client_credentials" || r.PostForm.Get("scope") != "okta.logs.read" ||
+		r.PostForm.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+		fail("bad grant")
+		return
+	}
+	parts := strings.Split(r.PostForm.Get("client_assertion"), ".")
+	if len(parts) != 3 {
+		fail("not a JWT")
+		return
+	}
+	sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
+	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	if rsa.VerifyPKCS1v15(f.pub, crypto.SHA256, sum[:], sig) != nil {
+		fail("signature")
+		return
+	}
+	var c struct {
+		Iss, Sub, Aud string
+		Exp           int64
+	}
+	b, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	json.Unmarshal(b, &c)
+	if c.Iss != "0oaserviceapp" || c.Sub != c.Iss || c.Aud != f.srv.URL+"/oauth2/v1/token" || c.Exp <= f.clock.Now().Unix() {
+		fail("claims")
+		return
+	}
+	f.tokens++
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprint(w, `{"token_type":"Bearer","expires_in":3600,"access_token":"okta-access-token","scope":"okta.logs.read"}`)
 }
 
 func newFakeOkta(t *testing.T, clock *windowtest.Clock, tl *windowtest.Timeline) *fakeOkta {
@@ -60,7 +110,11 @@ func (f *fakeOkta) serve(w http.ResponseWriter, r *http.Request) {
 	reset := strconv.FormatInt(now.Truncate(time.Minute).Add(time.Minute).Unix(), 10)
 	w.Header().Set("X-Rate-Limit-Limit", "120")
 	w.Header().Set("X-Rate-Limit-Reset", reset)
-	if r.Header.Get("Authorization") != "SSWS "+testToken {
+	if r.URL.Path == "/oauth2/v1/token" {
+		f.serveToken(w, r)
+		return
+	}
+	if a := r.Header.Get("Authorization"); a != "SSWS "+testToken && (f.pub == nil || a != "Bearer okta-access-token") {
 		f.badAuth++
 		w.WriteHeader(401)
 		w.Write([]byte(`{"errorCode":"E0000011","errorSummary":"Invalid token provided"}`))
@@ -327,5 +381,53 @@ func TestNextLink(t *testing.T) {
 	}
 	if window.NextLink([]string{"garbage"}) != "" {
 		t.Fatal("garbage")
+	}
+}
+
+func TestOAuthServiceApp(t *testing.T) {
+	var items []windowtest.Item
+	for i := range 20 {
+		at := t0.Add(time.Duration(i) * 5 * time.Minute)
+		items = append(items, logEventItem(i, at, at))
+	}
+	r := newRig(t, items)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.okta.pub = &key.PublicKey
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	keyFile := filepath.Join(t.TempDir(), "app.pem")
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	src := fmt.Sprintf(`
+base_url = %q
+oauth {
+  client_id = "0oaserviceapp"
+  private_key_file = %q
+  key_id = "k1"
+}
+poll_interval = "5m"
+backfill_since = "2026-03-01T00:00:00Z"
+`, r.okta.srv.URL, keyFile)
+	f, diags := hclsyntax.ParseConfig([]byte(src), "agent.hcl", hcl.InitialPos)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	cfg, diags := DecodeConfig(f.Body, hclconfig.EvalContext(".", nil))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	c, err := New(collectors.Settings{Name: "corp", StateDir: r.dir}, cfg, Options{Clock: r.clock, HTTPClient: r.okta.srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.clock.StopAt(t0.Add(3*time.Hour), cancel)
+	c.Run(ctx, nil, r.sink)
+	if err := windowtest.ExactlyOnce(r.sink.SourceIDs(), provisioning(items)); err != nil {
+		t.Fatal(err)
+	}
+	if r.okta.badAuth != 0 || r.okta.tokens != 1 {
+		t.Fatalf("bad auth %d, token requests %d (want 0, 1)", r.okta.badAuth, r.okta.tokens)
 	}
 }

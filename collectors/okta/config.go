@@ -31,12 +31,13 @@ const (
 //	  # settle_lag, overlap, ... (see the window attributes)
 //	}
 type Config struct {
-	Domain    string   `hcl:"domain,optional"`
-	BaseURL   string   `hcl:"base_url,optional"`
-	Token     string   `hcl:"token,optional"`
-	TokenFile string   `hcl:"token_file,optional"`
-	PageSize  int      `hcl:"page_size,optional"`
-	Remain    hcl.Body `hcl:",remain"`
+	Domain    string       `hcl:"domain,optional"`
+	BaseURL   string       `hcl:"base_url,optional"`
+	Token     string       `hcl:"token,optional"`
+	TokenFile string       `hcl:"token_file,optional"`
+	PageSize  int          `hcl:"page_size,optional"`
+	OAuth     *OAuthConfig `hcl:"oauth,block"`
+	Remain    hcl.Body     `hcl:",remain"`
 
 	Window window.Settings
 	base   *url.URL
@@ -97,6 +98,16 @@ func (c *Config) Validate() hcl.Diagnostics {
 	}
 	if c.Token != "" && c.TokenFile != "" {
 		bad("Conflicting okta credentials", "Set token or token_file, not both.")
+	}
+	if c.OAuth != nil {
+		if c.Token != "" || c.TokenFile != "" {
+			bad("Conflicting okta credentials", "Use an API token (token, token_file) or an oauth block, not both.")
+		}
+		if c.OAuth.TokenURL != "" {
+			if _, err := window.BaseURL(c.OAuth.TokenURL); err != nil {
+				bad("Invalid oauth token_url", err.Error())
+			}
+		}
 	}
 	if c.PageSize < 0 || c.PageSize > 1000 {
 		bad("Invalid page_size", "page_size must be between 1 and 1000.")

@@ -7,6 +7,8 @@
 // page being read is part of the Position, so a restart resumes on that
 // page. Okta's own warning that bounded queries may miss delayed events is
 // answered by the shared window discipline (settle lag, overlap, re-scan)
-// and de-duplication on the event's uuid. The API token (SSWS) is sent only
-// to the configured org; a next link that points elsewhere is refused.
+// and de-duplication on the event's uuid. Credentials: an SSWS API token
+// (token, token_file or $OKTA_CLIENT_TOKEN), or an OAuth service app with
+// private_key_jwt (the oauth block; scope okta.logs.read). They are sent
+// only to the configured org; a next link that points elsewhere is refused.
 package okta
