@@ -10,10 +10,15 @@
 // change (user created, member added, password changed, ...) and the
 // identity of its target (user name or UID, group name or GID, privilege).
 // Membership of a privileged group is one kind whether a collector called
-// it group.member.add or privilege.grant. Events of one process (same host
-// and pid) about the same target also match when one of them only knows
-// the change generically (shadow 4.13's audit record for usermod -L says
-// "updating passwd", the auth line says "lock user").
+// it group.member.add or privilege.grant; a user.modify has one kind per
+// attribute it changed (the diff's "shell and comment" matches the auth
+// line's "shell" and the audit record's "comment"), with the collectors'
+// names for one attribute unified (gecos/comment, the aging fields, the
+// expiry fields). Events about the same target also match when one of
+// them only knows the change generically and both come from one process,
+// or one is the diff (which knows no process): shadow 4.13's audit record
+// for usermod -L says "updating passwd", passwd -l's auth line "password
+// for 'x' changed by 'root'", the diff "locked".
 //
 // # Merging
 //
@@ -282,13 +287,12 @@ func (c *Correlator) match(ev *event.Event, keys []string) *held {
 			}
 		}
 	}
-	// Same process, same target, one side generic.
-	if ev.Origin.PID == 0 {
-		return nil
-	}
+	// Same process (or the diff), same target, one side generic.
 	for _, h := range c.held {
-		if h.ev.Origin.PID == ev.Origin.PID && sameHost(h.ev.Origin.Host, ev.Origin.Host) && c.near(h, ev) &&
-			(generic(&h.ev) != generic(ev)) && sameTarget(&h.ev, ev) {
+		// The diff knows no process: it matches any pid.
+		samePID := h.ev.Origin.PID == ev.Origin.PID || h.ev.Origin.PID == 0 || ev.Origin.PID == 0
+		if samePID && sameHost(h.ev.Origin.Host, ev.Origin.Host) && c.near(h, ev) &&
+			generic(&h.ev) != generic(ev) && sameTarget(&h.ev, ev) {
 			return h
 		}
 	}
@@ -309,14 +313,27 @@ func (c *Correlator) late(ev *event.Event, keys []string, now time.Time) bool {
 	return false
 }
 
+// genericFields name a change without saying which: shadow 4.13's audit
+// "updating passwd" (usermod -L or -U), passwd's "password for 'x'
+// changed by 'y'" (lock, unlock, expire, delete or aging).
+var genericFields = map[string]bool{"locked": true, "password_settings": true}
+
+// fieldClass groups the user.modify fields different collectors use for
+// one attribute.
+var fieldClass = map[string]string{
+	"comment": "gecos", "gecos": "gecos",
+	"max_age": "aging", "min_age": "aging", "warn": "aging", "inactive": "aging", "password_aging": "aging",
+	"expire": "expiry", "password_expiry": "expiry", "last_change": "expiry",
+}
+
 // generic reports an event that names a change without its kind: a
-// user.modify or group.modify whose only change is "locked" or none.
+// user.modify or group.modify with no changes or only generic ones.
 func generic(ev *event.Event) bool {
 	if ev.Action != event.UserModify && ev.Action != event.GroupModify {
 		return false
 	}
 	for _, ch := range ev.Changes {
-		if ch.Field != "locked" {
+		if !genericFields[ch.Field] {
 			return false
 		}
 	}
@@ -342,8 +359,11 @@ func shortHost(h string) string {
 	return h
 }
 
-// kind maps an action (and target) to the kind of change it records.
-func kind(ev *event.Event) string {
+// kinds maps an action (and target, and for user.modify the fields) to
+// the kinds of change it records. A user.modify has one kind per
+// attribute it changed, so the diff's "shell and comment" matches the
+// auth line's "shell" and the audit record's "comment".
+func kinds(ev *event.Event) []string {
 	switch ev.Action {
 	case event.PrivilegeGrant, event.PrivilegeRevoke:
 		sign := "+"
@@ -351,21 +371,49 @@ func kind(ev *event.Event) string {
 			sign = "-"
 		}
 		if ev.Target.Group != nil && ev.Target.User != nil {
-			return "member" + sign // membership of a privileged group
+			return []string{"member" + sign} // membership of a privileged group
 		}
-		return "privilege" + sign
+		return []string{"privilege" + sign}
 	case event.GroupMemberAdd:
-		return "member+"
+		return []string{"member+"}
 	case event.GroupMemberRemove:
-		return "member-"
+		return []string{"member-"}
+	case event.UserModify:
+		var out []string
+		for _, ch := range ev.Changes {
+			if genericFields[ch.Field] {
+				continue
+			}
+			k := "user.modify:" + ch.Field
+			if c, ok := fieldClass[ch.Field]; ok {
+				k = "user.modify:" + c
+			}
+			if ch.Field == "password" {
+				k = string(event.PasswordChange) // passwd -d: the password removed
+			}
+			if !slices.Contains(out, k) {
+				out = append(out, k)
+			}
+		}
+		if len(out) == 0 {
+			return []string{string(ev.Action)}
+		}
+		return out
 	}
-	return string(ev.Action)
+	return []string{string(ev.Action)}
 }
 
 // changeKeys returns the keys under which ev can match: host, kind and
 // each identity of its target.
 func changeKeys(ev *event.Event) []string {
-	prefix := shortHost(ev.Origin.Host) + "|" + kind(ev) + "|"
+	var keys []string
+	for _, k := range kinds(ev) {
+		keys = append(keys, kindKeys(ev, shortHost(ev.Origin.Host)+"|"+k+"|")...)
+	}
+	return keys
+}
+
+func kindKeys(ev *event.Event, prefix string) []string {
 	var users, groups []string
 	if u := ev.Target.User; u != nil {
 		if u.Name != "" {

@@ -323,3 +323,37 @@ func TestPassThroughAndBounds(t *testing.T) {
 		t.Errorf("positions %v", outs[1].Positions)
 	}
 }
+
+// TestModifyKinds: user.modify events match per attribute, and passwd's
+// ambiguous "password ... changed by" line matches the diff's lock.
+func TestModifyKinds(t *testing.T) {
+	c := New(Config{})
+	mod := func(col, id string, pid int, fields ...string) event.Event {
+		e := mk(col, id, event.UserModify, "bob", "", t0, pid)
+		for _, f := range fields {
+			e.Changes = append(e.Changes, event.Change{Field: f})
+		}
+		return e
+	}
+	// passwd -l bob; then chsh bob, both within the window.
+	c.Add(t0, "authlog/system", []collectors.Record{
+		r(mod("authlog", "l1", 5, "password_settings"), "l1"),
+		r(mod("authlog", "l2", 6, "shell"), "l2"),
+	})
+	c.Add(t0, "accounts/local", []collectors.Record{
+		r(mk("accounts", "d1", event.UserLock, "bob", "", t0, 0), "d1"),
+		r(mod("accounts", "d2", 0, "shell", "comment"), "d2"),
+	})
+	// usermod -c's audit record of another pid merges into the diff's
+	// shell+comment event too.
+	c.Add(t0, "auditd/local", []collectors.Record{r(mod("auditd", "a1", 7, "comment"), "a1")})
+	outs := c.Flush(t0)
+	var got []string
+	for _, o := range outs {
+		got = append(got, fmt.Sprintf("%s %d", o.Event.Action, strings.Count(o.Event.Raw, "\n")+1))
+	}
+	want := []string{"user.lock 2", "user.modify 3"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
