@@ -26,7 +26,7 @@ func auditDataDir(t *testing.T, dataDir string, previous []byte) *AuditReport {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := OpenSQLite(ctx, dataDir, nil)
+	store, err := OpenSQLiteTool(ctx, dataDir, true)
 	if err != nil {
 		t.Fatal(err)
 	}

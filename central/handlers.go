@@ -111,8 +111,8 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 	if err != nil || rc.Retry {
 		rc.Retry = true
 		w.Header().Set("Retry-After", "1")
-		if errors.Is(err, ErrOverloaded) {
-			rc.Reason = "transparency log overloaded"
+		if errors.Is(err, ErrOverloaded) && rc.Reason == "" {
+			rc.Reason = "central overloaded"
 		}
 	}
 	writeJSON(w, rc.HTTPStatus(), rc)

@@ -36,10 +36,11 @@ type Receipt struct {
 	// Checkpoint is the latest published signed checkpoint (C2SP
 	// tlog-checkpoint). It may not cover LogIndex yet: fetch the inclusion
 	// proof later from ProofPath.
-	Checkpoint    string `json:"checkpoint,omitempty"`
-	ProofPath     string `json:"proof_path,omitempty"`
-	EventsStored  int    `json:"events_stored,omitempty"`
-	EventsSkipped int    `json:"events_skipped,omitempty"`
+	Checkpoint string `json:"checkpoint,omitempty"`
+	ProofPath  string `json:"proof_path,omitempty"`
+	// EventsStored is the number of events stored with the batch (they
+	// are queryable once indexed, normally within milliseconds).
+	EventsStored int `json:"events_stored,omitempty"`
 	// MissingFrom and MissingTo bound the missing seqs [from, to) of a gap.
 	MissingFrom *uint64 `json:"missing_from,omitempty"`
 	MissingTo   *uint64 `json:"missing_to,omitempty"`
@@ -57,12 +58,22 @@ func (r *Receipt) HTTPStatus() int {
 type IngestConfig struct {
 	Audience string
 	Limits   signer.Limits
+	// MaxIndexBacklog is how many stored events may wait to be indexed
+	// before new batches are answered 503 + Retry-After (backpressure that
+	// bounds memory and query staleness). Zero means DefaultMaxIndexBacklog.
+	MaxIndexBacklog int
 	// MaxEvidencePerAgent bounds how many rejected batches are kept as
 	// evidence per claimed agent, so that junk cannot fill the disk.
 	MaxEvidencePerAgent int
 	Logger              *slog.Logger
 	Metrics             *Metrics
 }
+
+// DefaultMaxIndexBacklog is the default IngestConfig.MaxIndexBacklog.
+const DefaultMaxIndexBacklog = 200_000
+
+// indexBacklogger is implemented by stores that index asynchronously.
+type indexBacklogger interface{ IndexBacklog() int }
 
 // Ingester verifies batches and commits accepted ones to the log and the
 // store. Safe for concurrent use: batches of one stream are serialised,
@@ -96,6 +107,9 @@ type streamLock struct {
 func NewIngester(cfg IngestConfig, store Store, log *Log) (*Ingester, error) {
 	if cfg.MaxEvidencePerAgent == 0 {
 		cfg.MaxEvidencePerAgent = 1000
+	}
+	if cfg.MaxIndexBacklog == 0 {
+		cfg.MaxIndexBacklog = DefaultMaxIndexBacklog
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -329,6 +343,11 @@ func (in *Ingester) ingest(ctx context.Context, wire []byte, remote string) (*Re
 
 func (in *Ingester) accept(ctx context.Context, r *Receipt, b *signer.Batch, res *signer.Result, stored Stream, agent Agent, identity crypto.PublicKey) (*Receipt, error) {
 	h := &res.Header
+	if bl, ok := in.store.(indexBacklogger); ok && bl.IndexBacklog() > in.cfg.MaxIndexBacklog {
+		r.Retry, r.Verdict = true, 0
+		r.Reason = "central is behind indexing events; retry later"
+		return r, fmt.Errorf("accept %s/%s/%d: %w (index backlog)", h.AgentID, h.StreamID, h.Seq, ErrOverloaded)
+	}
 	record, err := json.Marshal(res.Record)
 	if err != nil {
 		r.Retry = true
@@ -373,7 +392,7 @@ func (in *Ingester) accept(ctx context.Context, r *Receipt, b *signer.Batch, res
 		return r, fmt.Errorf("commit %s/%s/%d: %w", h.AgentID, h.StreamID, h.Seq, err)
 	}
 	in.leafStored(b.Envelope)
-	r.EventsStored, r.EventsSkipped = cres.EventsStored, cres.EventsSkipped
+	r.EventsStored = cres.EventsStored
 	in.fillLog(ctx, r, idx)
 	if in.onStored != nil {
 		w.Batch.ID = cres.BatchID

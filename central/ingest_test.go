@@ -16,6 +16,15 @@ import (
 
 func countEvents(t *testing.T, s *SQLite, q EventQuery) int {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	maxID, err := s.MaxBatchID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitIndexed(ctx, maxID); err != nil {
+		t.Fatal(err)
+	}
 	n := 0
 	for {
 		page, err := s.QueryEvents(context.Background(), q)

@@ -13,7 +13,6 @@ type Metrics struct {
 	Registry   *prometheus.Registry
 	batches    *prometheus.CounterVec
 	events     prometheus.Counter
-	skipped    prometheus.Counter
 	badEvents  prometheus.Counter
 	alerts     *prometheus.CounterVec
 	latency    prometheus.Histogram
@@ -32,9 +31,6 @@ func NewMetrics() *Metrics {
 		}, []string{"verdict"}),
 		events: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "provtrail_central_events_stored_total", Help: "Events stored.",
-		}),
-		skipped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "provtrail_central_events_skipped_total", Help: "Events in accepted batches whose id was already stored.",
 		}),
 		badEvents: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "provtrail_central_unparsed_events_total", Help: "Body lines of accepted batches that are not schema events (stored unindexed).",
@@ -57,7 +53,7 @@ func NewMetrics() *Metrics {
 			Name: "provtrail_central_overloaded_total", Help: "Batch requests answered 503 because the concurrency limit was reached.",
 		}),
 	}
-	m.Registry.MustRegister(m.batches, m.events, m.skipped, m.badEvents, m.alerts, m.latency, m.phases, m.inflight, m.overloaded,
+	m.Registry.MustRegister(m.batches, m.events, m.badEvents, m.alerts, m.latency, m.phases, m.inflight, m.overloaded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -72,7 +68,6 @@ func (m *Metrics) observeIngest(r *Receipt, d time.Duration) {
 	}
 	m.batches.WithLabelValues(v).Inc()
 	m.events.Add(float64(r.EventsStored))
-	m.skipped.Add(float64(r.EventsSkipped))
 	m.latency.Observe(d.Seconds())
 }
 

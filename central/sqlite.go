@@ -123,6 +123,16 @@ CREATE TABLE enroll_tokens (
 	note             TEXT NOT NULL
 );
 `,
+	// 2: events are indexed after the batch commit, by the indexer; its
+	// watermark is the last batch whose events are all indexed. Batches
+	// stored by version 1 were indexed in their commit.
+	`
+CREATE TABLE index_state (
+	id            INTEGER PRIMARY KEY CHECK (id = 1),
+	through_batch INTEGER NOT NULL
+);
+INSERT INTO index_state (id, through_batch) VALUES (1, COALESCE((SELECT MAX(id) FROM batches), 0));
+`,
 }
 
 // SQLite is the embedded Store: one database file in WAL mode. Writes go
@@ -139,6 +149,20 @@ type SQLite struct {
 	once   sync.Once
 	log    *slog.Logger
 	bodies bodyCache
+
+	// The indexer: batches are committed with their body; their events
+	// are inserted into the events table (and its indexes) afterwards,
+	// in larger transactions, so that acknowledging a batch never waits
+	// for index maintenance. pending holds the events the ingest path
+	// already parsed; after a restart the indexer parses bodies itself.
+	imu       sync.Mutex
+	pending   map[int64][]StoredEvent
+	indexed   int64         // watermark: batches with id <= indexed are indexed
+	indexedCh chan struct{} // closed and replaced when indexed advances
+	kick      chan struct{}
+	stopIndex chan struct{}
+	indexDone chan struct{}
+	readOnly  bool
 }
 
 type writeReq struct {
@@ -148,6 +172,29 @@ type writeReq struct {
 
 // OpenSQLite opens (creating and migrating) the store in dir.
 func OpenSQLite(ctx context.Context, dir string, logger *slog.Logger) (*SQLite, error) {
+	return openSQLite(ctx, dir, logger, true)
+}
+
+// OpenSQLiteTool opens the store for a command-line tool next to a running
+// central: it never indexes events (central does), and with readOnly it
+// cannot write at all.
+func OpenSQLiteTool(ctx context.Context, dir string, readOnly bool) (*SQLite, error) {
+	if readOnly {
+		if _, err := os.Stat(filepath.Join(dir, StoreFile)); err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+	}
+	s, err := openSQLite(ctx, dir, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	if readOnly {
+		s.readOnly = true
+	}
+	return s, nil
+}
+
+func openSQLite(ctx context.Context, dir string, logger *slog.Logger, index bool) (*SQLite, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -183,8 +230,20 @@ func OpenSQLite(ctx context.Context, dir string, logger *slog.Logger) (*SQLite, 
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(8)
-	s := &SQLite{db: db, w: w, writes: make(chan *writeReq, 1024), stop: make(chan struct{}), done: make(chan struct{}), log: logger}
+	s := &SQLite{db: db, w: w, writes: make(chan *writeReq, 1024), stop: make(chan struct{}), done: make(chan struct{}), log: logger,
+		pending: map[int64][]StoredEvent{}, indexedCh: make(chan struct{}), kick: make(chan struct{}, 1),
+		stopIndex: make(chan struct{}), indexDone: make(chan struct{})}
+	if err := w.QueryRowContext(ctx, `SELECT through_batch FROM index_state WHERE id = 1`).Scan(&s.indexed); err != nil {
+		db.Close()
+		w.Close()
+		return nil, fmt.Errorf("open store %s: index state: %w", path, err)
+	}
 	go s.writer()
+	if index {
+		go s.indexer()
+	} else {
+		close(s.indexDone)
+	}
 	return s, nil
 }
 
@@ -289,6 +348,9 @@ func (s *SQLite) runTx(group []*writeReq) error {
 // write runs fn in the writer's transaction and returns once it is
 // committed (or failed).
 func (s *SQLite) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	if s.readOnly {
+		return errors.New("store opened read-only")
+	}
 	r := &writeReq{fn: fn, err: make(chan error, 1)}
 	select {
 	case s.writes <- r:
@@ -306,6 +368,9 @@ func (s *SQLite) write(ctx context.Context, fn func(*sql.Tx) error) error {
 func (s *SQLite) Close() error {
 	var err error
 	s.once.Do(func() {
+		// Index what is committed, then stop the writer.
+		close(s.stopIndex)
+		<-s.indexDone
 		close(s.stop)
 		<-s.done
 		// Fail writes that were queued but not taken.
@@ -487,9 +552,7 @@ func (s *SQLite) CommitBatch(ctx context.Context, w *BatchWrite) (CommitResult, 
 			return fmt.Errorf("insert batch %s/%s/%d: %w", b.AgentID, b.StreamID, b.Seq, err)
 		}
 		res.BatchID, _ = r.LastInsertId()
-		if err := insertEvents(tx, res.BatchID, w.Events, &res); err != nil {
-			return err
-		}
+		res.EventsStored = len(w.Events)
 		st := &w.Stream
 		_, err = tx.Exec(`INSERT INTO streams (`+streamCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (agent_id, stream_id) DO UPDATE SET last_seq = excluded.last_seq, state = excluded.state,
@@ -504,7 +567,188 @@ func (s *SQLite) CommitBatch(ctx context.Context, w *BatchWrite) (CommitResult, 
 		}
 		return nil
 	})
+	if err == nil {
+		s.imu.Lock()
+		s.pending[res.BatchID] = w.Events
+		s.imu.Unlock()
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
 	return res, err
+}
+
+// IndexBacklog returns how many committed events wait to be indexed.
+func (s *SQLite) IndexBacklog() int {
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	n := 0
+	for _, evs := range s.pending {
+		n += len(evs)
+	}
+	return n
+}
+
+// maxIndexEvents bounds the events one index transaction inserts, so that
+// batch commits queued behind it wait little.
+const maxIndexEvents = 2048
+
+// indexer inserts committed batches' events into the events table until
+// Close, which it answers by indexing everything committed first.
+func (s *SQLite) indexer() {
+	defer close(s.indexDone)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		draining := false
+		select {
+		case <-s.kick:
+		case <-tick.C:
+		case <-s.stopIndex:
+			draining = true
+		}
+		for {
+			n, err := s.indexSome(context.Background())
+			if err != nil {
+				s.log.Error("index events", "err", err)
+				break
+			}
+			if n == 0 {
+				break
+			}
+		}
+		if draining {
+			return
+		}
+	}
+}
+
+type indexBatch struct {
+	id     int64
+	events []StoredEvent
+}
+
+// indexSome indexes the next batches after the watermark and returns how
+// many it indexed.
+func (s *SQLite) indexSome(ctx context.Context) (int, error) {
+	s.imu.Lock()
+	from := s.indexed
+	s.imu.Unlock()
+	rows, err := s.db.QueryContext(ctx, `SELECT id, events FROM batches WHERE id > ? ORDER BY id LIMIT 256`, from)
+	if err != nil {
+		return 0, err
+	}
+	type ref struct {
+		id     int64
+		events int
+	}
+	var refs []ref
+	for rows.Next() {
+		var r ref
+		if err := rows.Scan(&r.id, &r.events); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		refs = append(refs, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(refs) == 0 {
+		return 0, err
+	}
+	var todo []indexBatch
+	total := 0
+	for _, r := range refs {
+		if len(todo) > 0 && total+r.events > maxIndexEvents {
+			break
+		}
+		s.imu.Lock()
+		evs, ok := s.pending[r.id]
+		s.imu.Unlock()
+		if !ok {
+			// Committed before a restart: parse the stored body.
+			if evs, err = s.parseStoredBatch(ctx, r.id); err != nil {
+				return 0, err
+			}
+		}
+		todo = append(todo, indexBatch{r.id, evs})
+		total += r.events
+	}
+	last := todo[len(todo)-1].id
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		var res CommitResult
+		for _, b := range todo {
+			if err := insertEvents(tx, b.id, b.events, &res); err != nil {
+				return fmt.Errorf("batch %d: %w", b.id, err)
+			}
+		}
+		_, err := tx.Exec(`UPDATE index_state SET through_batch = ? WHERE id = 1`, last)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	s.imu.Lock()
+	for _, b := range todo {
+		delete(s.pending, b.id)
+	}
+	s.indexed = last
+	close(s.indexedCh)
+	s.indexedCh = make(chan struct{})
+	s.imu.Unlock()
+	return len(todo), nil
+}
+
+func (s *SQLite) parseStoredBatch(ctx context.Context, id int64) ([]StoredEvent, error) {
+	var body, hh []byte
+	var enc string
+	if err := s.db.QueryRowContext(ctx, `SELECT body, encoding, header_hash FROM batches WHERE id = ?`, id).Scan(&body, &enc, &hh); err != nil {
+		return nil, fmt.Errorf("batch %d: %w", id, err)
+	}
+	raw, err := DecodeBody(signer.Encoding(enc), body)
+	if err != nil {
+		return nil, fmt.Errorf("batch %d body: %w", id, err)
+	}
+	var digest signer.Digest
+	copy(digest[:], hh)
+	evs, _ := parseEvents(raw, digest, nil)
+	return evs, nil
+}
+
+// IndexedThrough returns the id of the last batch whose events are
+// indexed (queryable).
+func (s *SQLite) IndexedThrough(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.db.QueryRowContext(ctx, `SELECT through_batch FROM index_state WHERE id = 1`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("index state: %w", err)
+	}
+	return n, nil
+}
+
+// WaitIndexed blocks until the batch with the given id is indexed.
+func (s *SQLite) WaitIndexed(ctx context.Context, batchID int64) error {
+	for {
+		s.imu.Lock()
+		done, ch := s.indexed >= batchID, s.indexedCh
+		s.imu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.indexDone:
+			return errors.New("store closed")
+		}
+	}
+}
+
+// MaxBatchID returns the id of the newest stored batch (0: none).
+func (s *SQLite) MaxBatchID(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM batches`).Scan(&n)
+	return n, err
 }
 
 // eventsPerInsert is how many rows one multi-row INSERT carries (13

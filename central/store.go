@@ -16,8 +16,11 @@ var ErrNotFound = errors.New("not found")
 // contract.
 //
 // CommitBatch is the only way events enter the store, and it MUST write the
-// batch, its events, the new stream state and the agent's last-seen time in
-// one transaction, durably, before it returns nil.
+// batch (with its body, which holds the events), the new stream state and
+// the agent's last-seen time in one transaction, durably, before it returns
+// nil. The events become queryable when the store has indexed them, soon
+// after (the SQLite store indexes in the background, and after a restart
+// from the stored bodies).
 type Store interface {
 	Agent(ctx context.Context, id string) (Agent, error)
 	PutAgent(ctx context.Context, a Agent) error
@@ -132,8 +135,9 @@ type BatchWrite struct {
 // CommitResult reports what CommitBatch stored.
 type CommitResult struct {
 	BatchID int64
-	// EventsStored counts new events; events whose id is already stored
-	// (from an earlier batch) are skipped and counted in EventsSkipped.
+	// EventsStored counts the events of the batch. When they are indexed,
+	// an event whose (time, id) is already stored from an earlier batch is
+	// not indexed again (EventsSkipped, counted by the indexer).
 	EventsStored  int
 	EventsSkipped int
 }

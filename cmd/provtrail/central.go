@@ -109,8 +109,9 @@ func loadCentralConfig(path string, stderr io.Writer) (*central.Config, int) {
 	return cfg, exitOK
 }
 
-// openCentralStore opens the store of the central configured in path.
-func openCentralStore(ctx context.Context, path string, stderr io.Writer) (*central.SQLite, *central.Config, int) {
+// openCentralStore opens the store of the central configured in path for
+// a tool: it never indexes (central does), and readOnly ones never write.
+func openCentralStore(ctx context.Context, path string, readOnly bool, stderr io.Writer) (*central.SQLite, *central.Config, int) {
 	cfg, code := loadCentralConfig(path, stderr)
 	if cfg == nil {
 		return nil, nil, code
@@ -119,7 +120,7 @@ func openCentralStore(ctx context.Context, path string, stderr io.Writer) (*cent
 		fmt.Fprintf(stderr, "provtrail: data_dir: %v\n", err)
 		return nil, nil, exitFailure
 	}
-	st, err := central.OpenSQLite(ctx, cfg.Central.DataDir, nil)
+	st, err := central.OpenSQLiteTool(ctx, cfg.Central.DataDir, readOnly)
 	if err != nil {
 		fmt.Fprintf(stderr, "provtrail: %v\n", err)
 		return nil, nil, exitFailure
@@ -156,7 +157,7 @@ func runCentralAgents(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprintf(stderr, "provtrail central agents: unknown action %q (list, approve, revoke)\n", verb)
 		return exitUsage
 	}
-	st, _, code := openCentralStore(ctx, path, stderr)
+	st, _, code := openCentralStore(ctx, path, verb == "list", stderr)
 	if st == nil {
 		return code
 	}
@@ -220,7 +221,7 @@ func runCentralTokens(ctx context.Context, args []string, stdout, stderr io.Writ
 	if code, done := parseFlags(fs, args[1:], stdout); done {
 		return code
 	}
-	st, _, code := openCentralStore(ctx, path, stderr)
+	st, _, code := openCentralStore(ctx, path, false, stderr)
 	if st == nil {
 		return code
 	}

@@ -66,7 +66,7 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 	var next func(ctx context.Context, q central.EventQuery) ([][]byte, string, error)
 	if path != "" {
-		st, _, code := openCentralStore(ctx, path, stderr)
+		st, _, code := openCentralStore(ctx, path, true, stderr)
 		if st == nil {
 			return code
 		}

@@ -112,7 +112,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			fmt.Fprintf(stderr, "provtrail verify: %v\n", err)
 			return exitFailure
 		}
-		st, err := central.OpenSQLite(ctx, dataDir, nil)
+		st, err := central.OpenSQLiteTool(ctx, dataDir, true)
 		if err != nil {
 			fmt.Fprintf(stderr, "provtrail verify: %v\n", err)
 			return exitFailure
