@@ -167,6 +167,9 @@ func (n *Normaliser) Secrets() *Secrets { return n.secrets }
 // spaces around separators removed, multi-valued RDNs sorted. A DN that
 // does not parse is lower-cased and trimmed.
 func NormDN(dn string) string {
+	if n, ok := fastNormDN(dn); ok {
+		return n
+	}
 	d, err := ldap.ParseDN(dn)
 	if err != nil || len(d.RDNs) == 0 {
 		return strings.ToLower(strings.TrimSpace(dn))
@@ -183,8 +186,43 @@ func NormDN(dn string) string {
 	return strings.Join(parts, ",")
 }
 
+// simpleDN reports whether dn has none of the characters that need the
+// full RFC 4514 parser (escapes, quotes, multi-valued RDNs, BER values).
+func simpleDN(dn string) bool {
+	return dn != "" && !strings.ContainsAny(dn, "\\\"+#;<>") && strings.Count(dn, "=") == strings.Count(dn, ",")+1
+}
+
+// fastNormDN is NormDN for simple DNs, without allocating more than the
+// result.
+func fastNormDN(dn string) (string, bool) {
+	if !simpleDN(dn) {
+		return "", false
+	}
+	var b strings.Builder
+	b.Grow(len(dn))
+	for i, rdn := range strings.Split(dn, ",") {
+		t, v, ok := strings.Cut(rdn, "=")
+		t, v = strings.TrimSpace(t), strings.TrimSpace(v)
+		if !ok || t == "" {
+			return "", false
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strings.ToLower(t))
+		b.WriteByte('=')
+		b.WriteString(strings.ToLower(v))
+	}
+	return b.String(), true
+}
+
 // rdn returns the first RDN's attribute type (lower-cased) and value.
 func rdn(dn string) (string, string) {
+	if simpleDN(dn) {
+		first, _, _ := strings.Cut(dn, ",")
+		t, v, _ := strings.Cut(first, "=")
+		return strings.ToLower(strings.TrimSpace(t)), strings.TrimSpace(v)
+	}
 	d, err := ldap.ParseDN(dn)
 	if err != nil || len(d.RDNs) == 0 || len(d.RDNs[0].Attributes) == 0 {
 		return "", ""

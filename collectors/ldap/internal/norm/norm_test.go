@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-ldap/ldap/v3"
+
 	"github.com/provtrail/provtrail/event"
 )
 
@@ -188,5 +190,34 @@ func TestSecrets(t *testing.T) {
 	}
 	if LooksLikeHash("a $5 bill") || LooksLikeHash("{curly}") {
 		t.Error("false positive")
+	}
+}
+
+func TestNormDN(t *testing.T) {
+	for _, tc := range [][2]string{
+		{"UID=Alice, ou=People,DC=example,dc=com", "uid=alice,ou=people,dc=example,dc=com"},
+		{"cn=a+uid=b,dc=x", "cn=a+uid=b,dc=x"},
+		{"uid=b+cn=a,dc=x", "cn=a+uid=b,dc=x"},
+		{`cn=Smith\, John,dc=x`, "cn=smith, john,dc=x"},
+		{"not a dn", "not a dn"},
+	} {
+		if got := NormDN(tc[0]); got != tc[1] {
+			t.Errorf("NormDN(%q) = %q, want %q", tc[0], got, tc[1])
+		}
+	}
+	// The fast path agrees with the full parser.
+	for _, dn := range []string{"uid=alice,ou=people,dc=example,dc=com", " CN = Admin , dc=Example,dc=com"} {
+		fast, ok := fastNormDN(dn)
+		d, err := ldap.ParseDN(dn)
+		if !ok || err != nil {
+			t.Fatalf("%q: fast %v, parse %v", dn, ok, err)
+		}
+		var parts []string
+		for _, r := range d.RDNs {
+			parts = append(parts, strings.ToLower(r.Attributes[0].Type)+"="+strings.ToLower(r.Attributes[0].Value))
+		}
+		if slow := strings.Join(parts, ","); fast != slow {
+			t.Errorf("%q: fast %q, parser %q", dn, fast, slow)
+		}
 	}
 }

@@ -37,6 +37,9 @@ var secretOIDs = map[string]string{
 // options, with well-known OIDs mapped to names ("2.5.4.35;binary" →
 // "userpassword").
 func BaseName(desc string) string {
+	if n, ok := knownNames[desc]; ok {
+		return n
+	}
 	if i := strings.IndexByte(desc, ';'); i >= 0 {
 		desc = desc[:i]
 	}
@@ -49,6 +52,24 @@ func BaseName(desc string) string {
 	}
 	return desc
 }
+
+// knownNames maps the usual spellings of the attributes every change
+// carries to their base names, sparing an allocation per value. It is
+// built once and only read.
+var knownNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{"objectClass", "reqStart", "reqEnd", "reqType", "reqSession", "reqAuthzID",
+		"reqDN", "reqResult", "reqMessage", "reqMod", "reqOld", "reqNewRDN", "reqDeleteOldRDN", "reqNewSuperior",
+		"reqNewDN", "reqEntryUUID", "reqControls", "entryCSN", "entryUUID", "creatorsName", "createTimestamp",
+		"modifiersName", "modifyTimestamp", "structuralObjectClass", "member", "uniqueMember", "memberUid",
+		"userPassword", "pwdChangedTime", "pwdAccountLockedTime", "pwdReset", "pwdHistory", "nsAccountLock",
+		"uid", "cn", "sn", "mail", "uidNumber", "gidNumber", "homeDirectory", "loginShell", "description",
+		"changeNumber", "targetDn", "changeTime", "changeType", "changes", "newRdn", "deleteOldRdn",
+		"newSuperior", "modifiersname", "modifytimestamp", "creatorsname", "createtimestamp"} {
+		m[n] = strings.ToLower(n)
+	}
+	return m
+}()
 
 // plainLower reports whether s needs no lower-casing or trimming (the
 // common case, checked without allocating).
