@@ -123,6 +123,9 @@ for c in agent central; do
 		fail "/etc/provtrail/$c.hcl is not a conffile of provtrail-$c"
 done
 ok "agent.hcl and central.hcl are conffiles"
+# The same static binary runs on any glibc or musl host and in the distroless image.
+if ldd /usr/bin/provtrail >/dev/null 2>&1; then fail "/usr/bin/provtrail is dynamically linked (want CGO_ENABLED=0)"; fi
+ok "/usr/bin/provtrail is statically linked"
 /usr/bin/provtrail version | grep -qF "$v1" || fail "installed binary does not report version $v1: $(/usr/bin/provtrail version)"
 ok "provtrail version reports $v1"
 
@@ -191,6 +194,15 @@ done
 [ -f /var/lib/provtrail/test-spool ] || fail "purge deleted the agent state (it may hold undelivered evidence)"
 grep -q "is kept" "$tmp/purge.log" || fail "purge did not tell where the kept state is"
 ok "purged; configs gone, state kept and reported"
+
+if command -v promtool >/dev/null 2>&1; then
+	echo "== Prometheus alert rules"
+	promtool check rules packaging/prometheus/provtrail-alerts.yml >"$tmp/promtool.log" 2>&1 ||
+		{ cat "$tmp/promtool.log" >&2; fail "promtool check rules"; }
+	ok "$(grep -o '[0-9]* rules found' "$tmp/promtool.log")"
+else
+	echo "  --  promtool not installed: alert rules not checked (Debian package prometheus)"
+fi
 
 if command -v rpm >/dev/null 2>&1; then
 	echo "== rpm metadata"
