@@ -6,7 +6,7 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 # Packages the test suite needs on a fresh Debian machine (real servers and tools).
-APT_PACKAGES ?= slapd ldap-utils passwd login sudo logrotate
+APT_PACKAGES ?= slapd ldap-utils passwd login sudo logrotate auditd systemd util-linux
 
 .PHONY: all build test test-deps lint unit bench fuzz clean
 
