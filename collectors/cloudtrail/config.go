@@ -41,7 +41,8 @@ const (
 //	  mode      = "sqs"                  # trail files in S3 announced through SQS
 //	  region    = "us-east-1"
 //	  queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/trail"
-//	  # sqs_endpoint_url, s3_endpoint_url: tests
+//	  validate_digests = true            # check CloudTrail's signed digest chain
+//	  # sqs_endpoint_url, s3_endpoint_url, endpoint_url (ListPublicKeys): tests
 //	}
 type Config struct {
 	Mode              string         `hcl:"mode,optional"`
@@ -56,6 +57,7 @@ type Config struct {
 	S3EndpointURL     string         `hcl:"s3_endpoint_url,optional"`
 	DedupeHorizon     hcl.Expression `hcl:"dedupe_horizon,optional"`
 	VisibilityTimeout hcl.Expression `hcl:"visibility_timeout,optional"`
+	ValidateDigests   bool           `hcl:"validate_digests,optional"`
 	Remain            hcl.Body       `hcl:",remain"`
 
 	Window     window.Settings
@@ -116,8 +118,8 @@ func (c *Config) Validate() hcl.Diagnostics {
 	endpoint("s3_endpoint_url", c.S3EndpointURL)
 	switch c.Mode {
 	case "", ModeLookup:
-		if c.QueueURL != "" {
-			bad("queue_url needs mode = \"sqs\"", "LookupEvents mode reads the API, not a queue.")
+		if c.QueueURL != "" || c.ValidateDigests {
+			bad("queue_url and validate_digests need mode = \"sqs\"", "LookupEvents mode reads the API, not trail files.")
 		}
 		for _, r := range c.Regions {
 			if r == "" || url.PathEscape(r) != r {

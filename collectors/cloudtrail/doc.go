@@ -18,6 +18,13 @@
 // file, container and instance roles), optionally assuming role_arn.
 // aws-sdk-go-v2 is used rather than hand-written SigV4: it is light (about
 // 8 MB for CloudTrail, S3 and SQS together) and its standard retryer already
-// knows CloudTrail's HTTP 400 ThrottlingException. CloudTrail's own
-// digest-file chain is not validated yet.
+// knows CloudTrail's HTTP 400 ThrottlingException.
+//
+// With validate_digests (sqs mode), CloudTrail's own integrity chain is
+// checked as its hourly digest files are announced: the digest's
+// SHA256withRSA signature (keys from ListPublicKeys, by MD5 fingerprint),
+// its link to the previous digest, and every log file it lists against
+// the SHA-256 of what was read. A listed file the queue never announced is
+// read then, so digests also close gaps in the notifications; a mismatch
+// is reported as a problem and logged at error level.
 package cloudtrail

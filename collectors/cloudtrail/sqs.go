@@ -2,6 +2,8 @@ package cloudtrail
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -28,6 +31,9 @@ import (
 const (
 	noteFile = "file"
 	noteDone = "done"
+	// noteHash records the SHA-256 of a file's inflated bytes ("bucket/key
+	// HEX"), for checking against digests.
+	noteHash = "hash"
 )
 
 // maxObject bounds one trail file (CloudTrail files are a few MB).
@@ -51,6 +57,11 @@ type sqsCollector struct {
 	queueURL   string
 	visibility int32
 	failures   int
+	opt        Options
+	// Digest validation: CloudTrail API clients for ListPublicKeys, by
+	// region, and the keys fetched so far.
+	trails map[string]*cloudtrail.Client
+	keys   PublicKeys
 }
 
 func newSQS(set collectors.Settings, cfg *Config, opt Options, m *mapper) (collectors.Collector, error) {
@@ -63,7 +74,8 @@ func newSQS(set collectors.Settings, cfg *Config, opt Options, m *mapper) (colle
 		return nil, fmt.Errorf("cloudtrail %s: %w", set.Name, err)
 	}
 	return &sqsCollector{
-		set: set, cfg: cfg, clock: opt.Clock, log: set.Logger, m: m, queueURL: cfg.QueueURL,
+		set: set, cfg: cfg, clock: opt.Clock, log: set.Logger, m: m, queueURL: cfg.QueueURL, opt: opt,
+		trails: map[string]*cloudtrail.Client{}, keys: PublicKeys{},
 		visibility: int32(cfg.visibility / time.Second),
 		sqs: sqs.NewFromConfig(awsCfg, func(o *sqs.Options) {
 			if cfg.SQSEndpointURL != "" {
@@ -158,10 +170,21 @@ var (
 
 func (c *sqsCollector) handle(ctx context.Context, d *window.Dedup, out collectors.Emitter, msg sqstypes.Message) error {
 	body := aws.ToString(msg.Body)
-	files, err := parseNotification([]byte(body))
+	all, err := parseNotification([]byte(body))
 	if err != nil {
 		cloudjson.Report(c.set.Problems, "sqs message "+aws.ToString(msg.MessageId), err.Error(), []byte(body))
 		return nil
+	}
+	var files, digests []string
+	for _, f := range all {
+		switch {
+		case strings.Contains(f, "/CloudTrail-Digest/"):
+			if c.cfg.ValidateDigests {
+				digests = append(digests, f)
+			}
+		case strings.Contains(f, "/CloudTrail/"):
+			files = append(files, f)
+		}
 	}
 	for _, f := range files {
 		if err := d.Note(noteFile, f, true); err != nil {
@@ -170,6 +193,11 @@ func (c *sqsCollector) handle(ctx context.Context, d *window.Dedup, out collecto
 	}
 	for _, f := range files {
 		if err := c.processFile(ctx, d, out, f); err != nil && !errors.Is(err, errGone) {
+			return err
+		}
+	}
+	for _, f := range digests {
+		if err := c.checkDigest(ctx, d, out, f); err != nil {
 			return err
 		}
 	}
@@ -200,6 +228,8 @@ func (c *sqsCollector) processFile(ctx context.Context, d *window.Dedup, out col
 		cloudjson.Report(c.set.Problems, "s3://"+f, err.Error(), nil)
 		return d.Note(noteDone, f, false)
 	}
+	h := sha256.New()
+	r = io.TeeReader(r, h)
 	var evs []event.Event
 	err = eachEvent(ctx, r, "s3://"+f, c.m, c.set.Problems, func(ev event.Event) error {
 		ev.Source.File = "s3://" + f
@@ -215,6 +245,10 @@ func (c *sqsCollector) processFile(ctx context.Context, d *window.Dedup, out col
 			return fmt.Errorf("%w: %w", errEmit, err)
 		}
 		evs = evs[n:]
+	}
+	io.Copy(h, r) // a torn tail the parser stopped at still counts
+	if err := d.Note(noteHash, f+" "+hex.EncodeToString(h.Sum(nil)), false); err != nil {
+		return err
 	}
 	return d.Note(noteDone, f, false)
 }
@@ -250,10 +284,10 @@ func pendingFiles(notes []window.Note) []string {
 	return out
 }
 
-// parseNotification returns the trail log files ("bucket/key") an SQS
-// message announces: CloudTrail's SNS notification, raw or inside the SNS
-// envelope, or an S3 event notification. Digest and Insights files are
-// not event files and are skipped.
+// parseNotification returns the files ("bucket/key") an SQS message
+// announces: CloudTrail's SNS notification, raw or inside the SNS
+// envelope, or an S3 event notification. The caller tells log files
+// (/CloudTrail/) from digests (/CloudTrail-Digest/) and ignores the rest.
 func parseNotification(body []byte) ([]string, error) {
 	var n struct {
 		Type        string   `json:"Type"`
@@ -300,11 +334,151 @@ func parseNotification(body []byte) ([]string, error) {
 	default:
 		return nil, errors.New("neither a CloudTrail nor an S3 event notification")
 	}
-	var logs []string
-	for _, f := range files {
-		if strings.Contains(f, "/CloudTrail/") && !strings.Contains(f, "/CloudTrail-Digest/") && !strings.Contains(f, "/CloudTrail-Insight/") {
-			logs = append(logs, f)
+	return files, nil
+}
+
+// maxDigest bounds a digest file.
+const maxDigest = 64 << 20
+
+// checkDigest validates one CloudTrail digest file: its signature (keys
+// from ListPublicKeys), its link to the previous digest (read again from
+// S3), and every log file it lists against the SHA-256 of what was read.
+// A listed file the queue never announced is read now, so the digest also
+// closes gaps in the notifications. Failures are reported as problems;
+// only an Emit failure stops the collector.
+func (c *sqsCollector) checkDigest(ctx context.Context, d *window.Dedup, out collectors.Emitter, f string) error {
+	where := "s3://" + f
+	bad := func(err error) {
+		c.log.Error("CloudTrail digest validation failed", "collector", c.set.Name, "digest", where, "error", err)
+		cloudjson.Report(c.set.Problems, where, "digest validation: "+err.Error(), nil)
+	}
+	dg, err := c.readDigest(ctx, f)
+	if err != nil {
+		bad(err)
+		return nil
+	}
+	if !dg.Starting() {
+		prevFile := deref(dg.PreviousDigestS3Bucket) + "/" + deref(dg.PreviousDigestS3Object)
+		prev, err := c.readDigest(ctx, prevFile)
+		switch {
+		case err != nil:
+			bad(fmt.Errorf("previous digest s3://%s: %w", prevFile, err))
+		default:
+			if err := dg.VerifyPrevious(prev); err != nil {
+				bad(err)
+			}
 		}
 	}
-	return logs, nil
+	hashes := func() map[string]string {
+		m := map[string]string{}
+		for _, n := range d.Notes() {
+			if n.Kind == noteHash {
+				if i := strings.LastIndexByte(n.Key, ' '); i > 0 {
+					m[n.Key[:i]] = n.Key[i+1:]
+				}
+			}
+		}
+		return m
+	}
+	seen := hashes()
+	for _, lf := range dg.LogFiles {
+		file := lf.S3Bucket + "/" + lf.S3Object
+		if _, ok := seen[file]; !ok {
+			c.log.Warn("digest lists a trail file the queue did not announce; reading it", "collector", c.set.Name, "file", file)
+			if err := d.Note(noteFile, file, true); err != nil {
+				return err
+			}
+			if err := c.processFile(ctx, d, out, file); err != nil {
+				if errors.Is(err, errEmit) || ctx.Err() != nil {
+					return err
+				}
+				bad(fmt.Errorf("listed file s3://%s: %w", file, err))
+				continue
+			}
+			seen = hashes()
+		}
+		if seen[file] != lf.HashValue {
+			bad(fmt.Errorf("%w: s3://%s", ErrLogFileHash, file))
+		}
+	}
+	c.log.Info("CloudTrail digest checked", "collector", c.set.Name, "digest", where, "files", len(dg.LogFiles))
+	return nil
+}
+
+// readDigest fetches and verifies one digest file's signature.
+func (c *sqsCollector) readDigest(ctx context.Context, f string) (*Digest, error) {
+	bucket, key, _ := strings.Cut(f, "/")
+	obj, err := c.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return nil, fmt.Errorf("GetObject: %w", err)
+	}
+	defer obj.Body.Close()
+	r, err := maybeGunzip(io.LimitReader(obj.Body, maxDigest))
+	if err != nil {
+		return nil, err
+	}
+	raw, err := io.ReadAll(io.LimitReader(r, maxDigest))
+	if err != nil {
+		return nil, fmt.Errorf("read digest: %w", err)
+	}
+	sig := obj.Metadata["signature"]
+	dg, err := VerifyDigest(raw, bucket, key, sig, c.keys)
+	if errors.Is(err, ErrUnknownKey) {
+		if lerr := c.loadKeys(ctx, regionOfDigest(key), dg); lerr != nil {
+			return nil, lerr
+		}
+		dg, err = VerifyDigest(raw, bucket, key, sig, c.keys)
+	}
+	return dg, err
+}
+
+// loadKeys fetches the region's digest public keys valid around dg.
+func (c *sqsCollector) loadKeys(ctx context.Context, region string, dg *Digest) error {
+	api := c.trails[region]
+	if api == nil {
+		awsCfg, err := loadAWS(ctx, c.cfg, region, c.opt, c.log)
+		if err != nil {
+			return err
+		}
+		api = cloudtrail.NewFromConfig(awsCfg, func(o *cloudtrail.Options) {
+			if c.cfg.EndpointURL != "" {
+				o.BaseEndpoint = aws.String(c.cfg.EndpointURL)
+			}
+		})
+		c.trails[region] = api
+	}
+	in := &cloudtrail.ListPublicKeysInput{}
+	if t, err := time.Parse(time.RFC3339, dg.DigestEndTime); err == nil {
+		from, to := t.Add(-2*time.Hour), t.Add(time.Hour)
+		in.StartTime, in.EndTime = &from, &to
+	}
+	for {
+		outp, err := api.ListPublicKeys(ctx, in)
+		if err != nil {
+			return fmt.Errorf("ListPublicKeys in %s: %w", region, err)
+		}
+		for _, k := range outp.PublicKeyList {
+			fp, err := c.keys.AddPublicKey(k.Value)
+			if err != nil {
+				return err
+			}
+			if want := aws.ToString(k.Fingerprint); want != "" && want != fp {
+				return fmt.Errorf("ListPublicKeys: key fingerprint %s does not match its bytes (%s)", want, fp)
+			}
+		}
+		if outp.NextToken == nil {
+			return nil
+		}
+		in.NextToken = outp.NextToken
+	}
+}
+
+// regionOfDigest reads REGION from .../CloudTrail-Digest/REGION/...
+func regionOfDigest(key string) string {
+	_, rest, ok := strings.Cut(key, "/CloudTrail-Digest/")
+	if !ok {
+		return DefaultRegion
+	}
+	region, _, _ := strings.Cut(rest, "/")
+	return region
 }

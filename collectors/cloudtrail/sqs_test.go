@@ -5,6 +5,10 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/md5"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -49,6 +53,9 @@ type fakeSQSS3 struct {
 	want map[string][]string
 	sink *windowtest.Sink
 
+	signatures map[string]string // digest object -> hex signature metadata
+	publicKeys map[string][]byte // fingerprint -> DER
+
 	mu          sync.Mutex
 	msgs        []*fakeMessage
 	failDelete  int
@@ -63,7 +70,16 @@ func (f *fakeSQSS3) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(403)
 		return
 	}
-	if target := r.Header.Get("X-Amz-Target"); target != "" {
+	if target := r.Header.Get("X-Amz-Target"); target == "CloudTrail_20131101.ListPublicKeys" {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		var keys []any
+		for fp, der := range f.publicKeys {
+			keys = append(keys, map[string]any{"Value": base64.StdEncoding.EncodeToString(der), "Fingerprint": fp,
+				"ValidityStartTime": 1.4e9, "ValidityEndTime": 2e9})
+		}
+		json.NewEncoder(w).Encode(map[string]any{"PublicKeyList": keys})
+		return
+	} else if target != "" {
 		f.serveSQS(w, r, target)
 		return
 	}
@@ -79,6 +95,10 @@ func (f *fakeSQSS3) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
+	if sig, ok := f.signatures[key]; ok {
+		w.Header().Set("x-amz-meta-signature", sig)
+		w.Header().Set("x-amz-meta-signature-algorithm", "SHA256withRSA")
+	}
 	w.Write(b)
 }
 
@@ -267,5 +287,126 @@ func TestParseNotification(t *testing.T) {
 	files, _ = parseNotification([]byte(`{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"AWSLogs/1/CloudTrail/r/a+b%3D.json.gz"}}}]}`))
 	if len(files) != 1 || files[0] != "b/AWSLogs/1/CloudTrail/r/a b=.json.gz" {
 		t.Fatalf("%q", files)
+	}
+}
+
+type problemLog struct {
+	mu       sync.Mutex
+	problems []collectors.Problem
+}
+
+func (p *problemLog) Report(pr collectors.Problem) {
+	p.mu.Lock()
+	p.problems = append(p.problems, pr)
+	p.mu.Unlock()
+}
+
+// TestSQSDigestValidation: a digest chain checked end to end. File A is
+// announced and intact, B is listed by the digest but never announced
+// (read because of the digest), C was altered after delivery, and a later
+// digest carries a forged signature.
+func TestSQSDigestValidation(t *testing.T) {
+	awsTestEnv(t)
+	clock := windowtest.NewClock(t0)
+	sink := &windowtest.Sink{}
+	f := &fakeSQSS3{t: t, clock: clock, objects: map[string][]byte{}, want: map[string][]string{}, sink: sink,
+		signatures: map[string]string{}, publicKeys: map[string][]byte{}}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	defer f.srv.Close()
+	priv, _ := rsa.GenerateKey(rand.Reader, 2048)
+	der := x509.MarshalPKCS1PublicKey(&priv.PublicKey)
+	fp, _ := PublicKeys{}.AddPublicKey(der)
+	f.publicKeys[fp] = der
+	sg := &signer{key: priv, fp: fp}
+
+	var want []string
+	n := 0
+	logFile := func(name string) (key string, inflated []byte) {
+		key = "AWSLogs/111122223333/CloudTrail/us-east-2/2015/08/17/" + name + ".json.gz"
+		var recs []any
+		for range 4 {
+			it := trailRecord(n, "us-east-2", t0.Add(time.Duration(n)*time.Minute), t0)
+			n++
+			recs = append(recs, it.Payload)
+			if (n-1)%5 != 4 {
+				want = append(want, it.ID)
+			}
+		}
+		var buf bytes.Buffer
+		json.NewEncoder(&buf).Encode(map[string]any{"Records": recs})
+		return key, buf.Bytes()
+	}
+	kA, a := logFile("A")
+	kB, b := logFile("B")
+	kC, c := logFile("C")
+	gzExact := func(b []byte) []byte {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		zw.Write(b)
+		zw.Close()
+		return buf.Bytes()
+	}
+	for k, v := range map[string][]byte{kA: a, kB: b} {
+		f.objects["S3-bucket-name/"+k] = gzExact(v)
+	}
+	// C as delivered (and hashed in the digest) vs as stored now.
+	altered := bytes.Replace(c, []byte(`"userName":"ada"`), []byte(`"userName":"eve"`), 1)
+	f.objects["S3-bucket-name/"+kC] = gzExact(altered)
+
+	raw1, key1, sig1 := sg.digest(t, 14, nil, nil)
+	d1, _ := VerifyDigest(raw1, "S3-bucket-name", key1, sig1, PublicKeys{fp: &priv.PublicKey})
+	raw2, key2, sig2 := sg.digest(t, 15, d1, map[string][]byte{kA: a, kB: b, kC: c})
+	d2, _ := VerifyDigest(raw2, "S3-bucket-name", key2, sig2, PublicKeys{fp: &priv.PublicKey})
+	raw3, key3, _ := sg.digest(t, 16, d2, nil)
+	for k, v := range map[string][]byte{key1: raw1, key2: raw2, key3: raw3} {
+		f.objects["S3-bucket-name/"+k] = gzExact(v)
+	}
+	f.signatures["S3-bucket-name/"+key1], f.signatures["S3-bucket-name/"+key2] = sig1, sig2
+	f.signatures["S3-bucket-name/"+key3] = sig2 // forged: another digest's signature
+
+	note := func(keys ...string) string {
+		b, _ := json.Marshal(map[string]any{"s3Bucket": "S3-bucket-name", "s3ObjectKey": keys})
+		return string(b)
+	}
+	f.msgs = []*fakeMessage{
+		{id: "m1", body: note(kA, kC)},
+		{id: "m2", body: note(key2)},
+		{id: "m3", body: note(key3)},
+	}
+	src := fmt.Sprintf(`
+mode = "sqs"
+queue_url = "https://sqs.us-east-2.amazonaws.com/111122223333/trail"
+sqs_endpoint_url = %q
+s3_endpoint_url = %q
+endpoint_url = %q
+validate_digests = true
+`, f.srv.URL, f.srv.URL, f.srv.URL)
+	hf, _ := hclsyntax.ParseConfig([]byte(src), "agent.hcl", hcl.InitialPos)
+	cfg, diags := DecodeConfig(hf.Body, hclconfig.EvalContext(".", nil))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	probs := &problemLog{}
+	col, err := New(collectors.Settings{Type: Type, Name: "org", StateDir: t.TempDir(), Problems: probs}, cfg,
+		Options{Clock: clock, HTTPClient: f.srv.Client(), Backoff: retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 0, nil })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	clock.StopAt(clock.Now().Add(5*time.Minute), cancel)
+	col.Run(ctx, nil, sink)
+	cancel()
+
+	if err := windowtest.ExactlyOnce(sink.SourceIDs(), want); err != nil {
+		t.Fatalf("%v\nproblems: %+v", err, probs.problems)
+	}
+	var reasons []string
+	for _, p := range probs.problems {
+		reasons = append(reasons, p.Where+": "+p.Reason)
+	}
+	got := strings.Join(reasons, "\n")
+	if len(reasons) != 2 || !strings.Contains(got, "/C.json.gz") || !strings.Contains(got, "does not match its digest") ||
+		!strings.Contains(got, key3+": digest validation: digest signature does not verify") {
+		t.Fatalf("problems:\n%s", got)
 	}
 }
