@@ -20,9 +20,11 @@ import (
 const backlogChanges = 10000
 
 // makeBacklog writes n real changes through slapd (user adds, group
-// membership adds, attribute modifies) from 4 connections, so that
-// cn=accesslog holds n write entries.
-func makeBacklog(b *testing.B, s *testenv.Slapd, n int) {
+// membership adds, attribute modifies of groups) from 4 connections, so
+// that cn=accesslog holds n write entries. With few groups each grows to
+// thousands of members, and since the log records old values (logold),
+// every later entry carries that member list in reqOld.
+func makeBacklog(b *testing.B, s *testenv.Slapd, n, groups int) {
 	b.Helper()
 	const workers = 4
 	var wg sync.WaitGroup
@@ -41,16 +43,18 @@ func makeBacklog(b *testing.B, s *testenv.Slapd, n int) {
 				failed.Store(err)
 				return
 			}
-			group := fmt.Sprintf("cn=g%d,ou=groups,dc=example,dc=com", w)
-			add := ldap.NewAddRequest(group, nil)
-			add.Attribute("objectClass", []string{"posixGroup"})
-			add.Attribute("cn", []string{fmt.Sprintf("g%d", w)})
-			add.Attribute("gidNumber", []string{fmt.Sprint(5000 + w)})
-			if err := c.Add(add); err != nil {
-				failed.Store(err)
-				return
+			for g := w; g < groups; g += workers {
+				add := ldap.NewAddRequest(fmt.Sprintf("cn=g%d,ou=groups,dc=example,dc=com", g), nil)
+				add.Attribute("objectClass", []string{"posixGroup"})
+				add.Attribute("cn", []string{fmt.Sprintf("g%d", g)})
+				add.Attribute("gidNumber", []string{fmt.Sprint(5000 + g)})
+				if err := c.Add(add); err != nil {
+					failed.Store(err)
+					return
+				}
 			}
-			for i := w; i < n-workers; i += workers {
+			for i := w; i < n-groups; i += workers {
+				group := fmt.Sprintf("cn=g%d,ou=groups,dc=example,dc=com", (i/3)%groups)
 				uid := fmt.Sprintf("b%d", i/3)
 				var err error
 				switch i % 3 {
@@ -90,11 +94,19 @@ func (c *countSink) Emit(_ context.Context, recs ...collectors.Record) error {
 }
 
 // BenchmarkSyncBacklog reads a backlog of 10,000 changes from a real slapd
-// through the syncrepl refresh, normalisation and position encoding.
+// through the syncrepl refresh, normalisation and position encoding: with
+// 4 groups (reqOld lists of up to 800 members: 1.6M values in all) and
+// with 400 groups (up to 8 members).
 func BenchmarkSyncBacklog(b *testing.B) {
+	for _, groups := range []int{4, 400} {
+		b.Run(fmt.Sprintf("groups=%d", groups), func(b *testing.B) { benchBacklog(b, groups) })
+	}
+}
+
+func benchBacklog(b *testing.B, groups int) {
 	s := testenv.StartSlapd(b, testenv.SlapdOptions{})
 	start := time.Now()
-	makeBacklog(b, s, backlogChanges)
+	makeBacklog(b, s, backlogChanges, groups)
 	b.Logf("backlog of %d changes written in %v", backlogChanges, time.Since(start))
 	// Count the events one full read yields.
 	want := readBacklog(b, s, 0)
@@ -114,7 +126,7 @@ func readBacklog(b *testing.B, s *testenv.Slapd, want int64) int64 {
 	*cfg = Config{PollInterval: time.Second}
 	cfg.URL, cfg.BindDN, cfg.BindPassword = s.URL, testenv.SlapdReaderDN, testenv.SlapdReaderPW
 	cfg.BaseDN, cfg.PageSize = DefaultBaseDN, 500
-	cfg.PrivilegedGroups = []string{"cn=g0,ou=groups,dc=example,dc=com"}
+	cfg.PrivilegedGroups = []string{"cn=g0,ou=groups,dc=example,dc=com", "cn=g1,ou=groups,dc=example,dc=com"}
 	c, err := New(collectors.Settings{Name: "bench"}, cfg)
 	if err != nil {
 		b.Fatal(err)
