@@ -79,13 +79,8 @@ type Pipeline struct {
 	mu         sync.Mutex
 	setThrough uint64 // highest spool index whose positions are in the store
 
-	// Batch being built; only Run touches these.
-	buf         bytes.Buffer
-	count       int
-	first, last time.Time
-	pos         map[string]collectors.Position
-	perKey      map[string]int
-	lastSeal    time.Time
+	// free holds batch body buffers for reuse.
+	free chan []byte
 }
 
 type item struct {
@@ -118,10 +113,9 @@ func New(cfg Config, through uint64) (*Pipeline, error) {
 		cfg: cfg, log: cfg.Logger, m: cfg.Metrics,
 		in:         make(chan []item, 64),
 		flushes:    make(chan chan error),
+		free:       make(chan []byte, 3),
 		closing:    make(chan struct{}),
 		done:       make(chan struct{}),
-		pos:        map[string]collectors.Position{},
-		perKey:     map[string]int{},
 		setThrough: through,
 	}
 	if p.log == nil {
@@ -227,12 +221,13 @@ func EnvelopeHeader(env []byte) (signer.Header, error) {
 // Emitter returns the Emitter for one collector instance; key is
 // "TYPE/NAME" and names its positions.
 func (p *Pipeline) Emitter(key string) collectors.Emitter {
+	in := p.m.RecordsIn.WithLabelValues(key)
 	return collectors.EmitFunc(func(ctx context.Context, recs ...collectors.Record) error {
-		return p.emit(ctx, key, recs)
+		return p.emit(ctx, key, in, recs)
 	})
 }
 
-func (p *Pipeline) emit(ctx context.Context, key string, recs []collectors.Record) error {
+func (p *Pipeline) emit(ctx context.Context, key string, in prometheus.Counter, recs []collectors.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -255,7 +250,7 @@ func (p *Pipeline) emit(ctx context.Context, key string, recs []collectors.Recor
 		}
 		items = append(items, item{key: key, line: append(line, '\n'), pos: recs[i].Position, t: t})
 	}
-	p.m.RecordsIn.WithLabelValues(key).Add(float64(len(recs)))
+	in.Add(float64(len(recs)))
 	select {
 	case <-p.closing:
 		return ErrStopped
@@ -282,11 +277,74 @@ func (p *Pipeline) emit(ctx context.Context, key string, recs []collectors.Recor
 // it holds and returns nil) or ctx is cancelled (then it returns at once;
 // records not yet spooled are read again after a restart, since their
 // positions were not committed).
+//
+// Batching and sealing overlap: one goroutine builds the next batch while
+// another signs and spools the previous ones, strictly in order.
 func (p *Pipeline) Run(ctx context.Context) error {
 	defer close(p.done)
-	p.lastSeal = time.Now()
+	jobs := make(chan sealJob, 2)
+	sealDone := make(chan error, 1)
+	go func() { sealDone <- p.sealLoop(ctx, jobs) }()
+	berr := p.batchLoop(ctx, jobs, sealDone)
+	close(jobs)
+	serr := <-sealDone
+	if berr != nil {
+		return berr
+	}
+	if serr != nil {
+		return serr
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	_, err := p.CommitPositions()
+	return err
+}
+
+// sealJob is one batch to seal and spool, or (marker set) a point in the
+// queue that Flush waits for.
+type sealJob struct {
+	body   []byte // nil for a heartbeat
+	meta   signer.Meta
+	pos    map[string]collectors.Position
+	count  int
+	perKey map[string]int
+	marker chan error
+}
+
+// batch is the batch being built; only batchLoop touches it.
+type batch struct {
+	buf         bytes.Buffer
+	count       int
+	first, last time.Time
+	pos         map[string]collectors.Position
+	perKey      map[string]int
+}
+
+func (b *batch) add(it item) {
+	b.buf.Write(it.line)
+	b.count++
+	if !it.t.IsZero() {
+		if b.first.IsZero() || it.t.Before(b.first) {
+			b.first = it.t
+		}
+		if it.t.After(b.last) {
+			b.last = it.t
+		}
+	}
+	if it.pos != nil {
+		b.pos[it.key] = it.pos
+	}
+	b.perKey[it.key]++
+}
+
+func (p *Pipeline) batchLoop(ctx context.Context, jobs chan<- sealJob, sealDone <-chan error) error {
+	b := &batch{pos: map[string]collectors.Position{}, perKey: map[string]int{}}
+	lastEnqueue := time.Now()
 	var batchTimer <-chan time.Time
-	var timer *time.Timer
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	posTick := time.NewTicker(p.cfg.PositionsInterval)
 	defer posTick.Stop()
 	var hbTick <-chan time.Time
@@ -295,31 +353,58 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		defer t.Stop()
 		hbTick = t.C
 	}
-	flush := func(ctx context.Context) error {
-		if timer != nil {
-			timer.Stop()
-			batchTimer = nil
+	enqueue := func(j sealJob) error {
+		select {
+		case jobs <- j:
+			lastEnqueue = time.Now()
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-sealDone:
+			if err == nil {
+				err = errors.New("pipeline: sealer stopped")
+			}
+			return err
 		}
-		return p.flush(ctx)
 	}
-	add := func(ctx context.Context, items []item) error {
+	flush := func() error {
+		timer.Stop()
+		batchTimer = nil
+		if b.count == 0 {
+			return nil
+		}
+		body := p.takeBuf()
+		body = append(body, b.buf.Bytes()...)
+		meta := signer.Meta{FirstTime: b.first, LastTime: b.last}
+		if meta.FirstTime.IsZero() {
+			now := time.Now().UTC()
+			meta.FirstTime, meta.LastTime = now, now
+		}
+		j := sealJob{body: body, meta: meta, pos: b.pos, count: b.count, perKey: b.perKey}
+		b.buf.Reset()
+		if b.buf.Cap() > 4*int(p.cfg.BatchMaxBytes) {
+			b.buf = bytes.Buffer{}
+		}
+		b.count = 0
+		b.first, b.last = time.Time{}, time.Time{}
+		b.pos = map[string]collectors.Position{}
+		b.perKey = map[string]int{}
+		return enqueue(j)
+	}
+	add := func(items []item) error {
 		for _, it := range items {
-			if p.count > 0 && int64(p.buf.Len()+len(it.line)) > p.cfg.BatchMaxBytes {
-				if err := flush(ctx); err != nil {
+			if b.count > 0 && int64(b.buf.Len()+len(it.line)) > p.cfg.BatchMaxBytes {
+				if err := flush(); err != nil {
 					return err
 				}
 			}
-			p.addItem(it)
-			if p.count == 1 {
-				if timer == nil {
-					timer = time.NewTimer(p.cfg.BatchMaxWait)
-				} else {
-					timer.Reset(p.cfg.BatchMaxWait)
-				}
+			b.add(it)
+			if b.count == 1 {
+				timer.Reset(p.cfg.BatchMaxWait)
 				batchTimer = timer.C
 			}
-			if p.count >= p.cfg.BatchMaxEvents || int64(p.buf.Len()) >= p.cfg.BatchMaxBytes {
-				if err := flush(ctx); err != nil {
+			if b.count >= p.cfg.BatchMaxEvents || int64(b.buf.Len()) >= p.cfg.BatchMaxBytes {
+				if err := flush(); err != nil {
 					return err
 				}
 			}
@@ -330,7 +415,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		for {
 			select {
 			case items := <-p.in:
-				if err := add(ctx, items); err != nil {
+				if err := add(items); err != nil {
 					return err
 				}
 			default:
@@ -342,34 +427,35 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-sealDone:
+			if err == nil {
+				err = errors.New("pipeline: sealer stopped")
+			}
+			return err
 		case <-p.closing:
-			// Take what collectors already handed over, seal it, commit.
+			// Take what collectors already handed over and queue it.
 			if err := drainIn(); err != nil {
 				return err
 			}
-			if p.count > 0 {
-				if err := flush(ctx); err != nil {
-					return err
-				}
-			}
-			_, err := p.CommitPositions()
-			return err
+			return flush()
 		case items := <-p.in:
-			if err := add(ctx, items); err != nil {
+			if err := add(items); err != nil {
 				return err
 			}
 		case reply := <-p.flushes:
 			err := drainIn()
-			if err == nil && p.count > 0 {
-				err = flush(ctx)
+			if err == nil {
+				err = flush()
 			}
-			reply <- err
+			if err == nil {
+				err = enqueue(sealJob{marker: reply})
+			}
 			if err != nil {
+				reply <- err
 				return err
 			}
 		case <-batchTimer:
-			batchTimer = nil
-			if err := p.flush(ctx); err != nil {
+			if err := flush(); err != nil {
 				return err
 			}
 		case <-posTick.C:
@@ -377,8 +463,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				p.log.Error("commit positions", "err", err)
 			}
 		case <-hbTick:
-			if p.count == 0 && time.Since(p.lastSeal) >= p.cfg.Heartbeat {
-				if err := p.flush(ctx); err != nil {
+			if b.count == 0 && time.Since(lastEnqueue) >= p.cfg.Heartbeat {
+				if err := enqueue(sealJob{}); err != nil {
 					return err
 				}
 			}
@@ -386,47 +472,66 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 }
 
-func (p *Pipeline) addItem(it item) {
-	p.buf.Write(it.line)
-	p.count++
-	if !it.t.IsZero() {
-		if p.first.IsZero() || it.t.Before(p.first) {
-			p.first = it.t
-		}
-		if it.t.After(p.last) {
-			p.last = it.t
-		}
+func (p *Pipeline) takeBuf() []byte {
+	select {
+	case b := <-p.free:
+		return b[:0]
+	default:
+		return nil
 	}
-	if it.pos != nil {
-		p.pos[it.key] = it.pos
-	}
-	p.perKey[it.key]++
 }
 
-// flush seals the batch being built (a heartbeat when it is empty) and
-// spools it. A failure other than ctx ending is retried with backoff: the
-// batch stays in memory and collectors wait, so nothing is skipped.
-func (p *Pipeline) flush(ctx context.Context) error {
-	body := p.buf.Bytes()
-	if p.count == 0 {
+func (p *Pipeline) putBuf(b []byte) {
+	if b == nil || cap(b) > 2*int(p.cfg.BatchMaxBytes) {
+		return
+	}
+	select {
+	case p.free <- b:
+	default:
+	}
+}
+
+// sealLoop seals and spools queued batches in order until jobs is closed
+// (nil) or ctx ends (ctx's error).
+func (p *Pipeline) sealLoop(ctx context.Context, jobs <-chan sealJob) error {
+	for j := range jobs {
+		if j.marker != nil {
+			j.marker <- nil
+			continue
+		}
+		if err := p.seal(ctx, j); err != nil {
+			// Only ctx ending stops seal; drain the queue's markers.
+			for j := range jobs {
+				if j.marker != nil {
+					j.marker <- err
+				}
+			}
+			return err
+		}
+		p.putBuf(j.body)
+	}
+	return nil
+}
+
+// seal signs one batch (a heartbeat when it is empty) and spools it. A
+// failure other than ctx ending is retried with backoff: the batch stays
+// in memory and collectors wait, so nothing is skipped.
+func (p *Pipeline) seal(ctx context.Context, j sealJob) error {
+	body := j.body
+	if j.count == 0 {
 		body = nil
 	}
-	meta := signer.Meta{FirstTime: p.first, LastTime: p.last}
-	if p.count > 0 && meta.FirstTime.IsZero() {
-		meta.FirstTime, meta.LastTime = time.Now().UTC(), time.Now().UTC()
-	}
-	pos := p.pos
 	backoff := 100 * time.Millisecond
 	for {
 		if err := p.cfg.Spool.WaitForSpace(ctx, len(body)+envelopeAllowance); err != nil {
 			return fmt.Errorf("pipeline: wait for spool space: %w", err)
 		}
-		_, err := p.cfg.Chain.Seal(ctx, body, meta, func(ctx context.Context, b signer.Batch) error {
+		_, err := p.cfg.Chain.Seal(ctx, body, j.meta, func(ctx context.Context, b signer.Batch) error {
 			wire, err := signer.MarshalBatch(b)
 			if err != nil {
 				return err
 			}
-			entry := encodeEntry(wire, pos)
+			entry := encodeEntry(wire, j.pos)
 			for {
 				idx, err := p.cfg.Spool.Append(entry)
 				if errors.Is(err, spool.ErrFull) {
@@ -439,7 +544,7 @@ func (p *Pipeline) flush(ctx context.Context) error {
 					return err
 				}
 				p.mu.Lock()
-				p.cfg.Positions.Set(pos, idx)
+				p.cfg.Positions.Set(j.pos, idx)
 				p.setThrough = idx
 				p.mu.Unlock()
 				return nil
@@ -453,7 +558,7 @@ func (p *Pipeline) flush(ctx context.Context) error {
 		}
 		p.m.SealErrors.Inc()
 		p.log.Error("cannot sign or spool a batch; retrying (collectors wait meanwhile)",
-			"events", p.count, "err", err, "retry_in", backoff)
+			"events", j.count, "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("pipeline: seal: %w", ctx.Err())
@@ -461,24 +566,15 @@ func (p *Pipeline) flush(ctx context.Context) error {
 		}
 		backoff = min(backoff*2, 30*time.Second)
 	}
-	if p.count == 0 {
+	if j.count == 0 {
 		p.m.Batches.WithLabelValues("heartbeat").Inc()
 	} else {
 		p.m.Batches.WithLabelValues("events").Inc()
-		p.m.BatchEvents.Observe(float64(p.count))
-		for k, n := range p.perKey {
+		p.m.BatchEvents.Observe(float64(j.count))
+		for k, n := range j.perKey {
 			p.m.RecordsOut.WithLabelValues(k).Add(float64(n))
 		}
 	}
-	p.lastSeal = time.Now()
-	p.buf.Reset()
-	if p.buf.Cap() > 4*int(p.cfg.BatchMaxBytes) {
-		p.buf = bytes.Buffer{}
-	}
-	p.count = 0
-	p.first, p.last = time.Time{}, time.Time{}
-	p.pos = map[string]collectors.Position{}
-	clear(p.perKey)
 	return nil
 }
 
@@ -514,6 +610,13 @@ func (p *Pipeline) Flush(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-p.done:
+		select {
+		case err := <-reply:
+			return err
+		default:
+			return ErrStopped
+		}
 	}
 }
 

@@ -57,7 +57,7 @@ func testIdentity(t testing.TB) *signer.PrivateKey {
 	return pk
 }
 
-func startRig(t *testing.T, dir string, id *signer.PrivateKey, o rigOptions) *rig {
+func startRig(t testing.TB, dir string, id *signer.PrivateKey, o rigOptions) *rig {
 	t.Helper()
 	r := &rig{dir: dir, id: id, recv: o.recv, runErr: make(chan error, 2)}
 	if r.recv == nil {
@@ -326,4 +326,33 @@ func TestEmitAfterClose(t *testing.T) {
 	if !errors.Is(err, ErrStopped) {
 		t.Fatalf("Emit after Close = %v", err)
 	}
+}
+
+// BenchmarkEmitToAck measures the pipeline from Emit to central's
+// acknowledgement (redact, JSON, batch of 500, zstd, sign, spool with
+// fsync, HTTPS to a verifying receiver in this process).
+func BenchmarkEmitToAck(b *testing.B) {
+	id := testIdentity(b)
+	dir := b.TempDir()
+	recv := testenv.StartReceiver(b, testenv.ReceiverOptions{Audience: "test-central", DiscardEvents: true,
+		Agents: map[string]crypto.PublicKey{"host-1": id.Public()}, TLS: true})
+	r := startRig(b, dir, id, rigOptions{batchMaxEvents: 500, batchMaxWait: time.Second, recv: recv})
+	em := r.p.Emitter("test/gen")
+	evs := make([]event.Event, 1000)
+	for i := range evs {
+		evs[i] = testEvent(i)
+		evs[i].Raw = fmt.Sprintf("2026-11-25T00:00:00.000000+00:00 bench-host useradd[1000]: new user: name=user%d, UID=%d, GID=%d, home=/home/user%d, shell=/bin/bash, from=/dev/pts/0", i, i, i, i)
+	}
+	i := 0
+	for b.Loop() {
+		if err := em.Emit(context.Background(), collectors.Record{Event: evs[i%len(evs)], Position: []byte("p")}); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	r.p.Flush(context.Background())
+	for recv.EventCount() < i {
+		time.Sleep(time.Millisecond)
+	}
+	b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "events/s")
 }

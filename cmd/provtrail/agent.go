@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -22,10 +24,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := newFlagSet("agent", "agent --config FILE", stdout, stderr)
 	var path, logLevel, logFormat string
 	var drain time.Duration
+	var cpuProfile, memLimit string
 	fs.StringVar(&path, "config", "/etc/provtrail/agent.hcl", "agent configuration file")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&drain, "drain-timeout", agent.DefaultDrainTimeout, "how long a shutdown may take to seal and deliver what is pending")
+	fs.StringVar(&memLimit, "memory-limit", "24MiB", "soft limit for the Go heap, so the agent stays small on busy hosts (GOMEMLIMIT, when set, wins; 0 = none)")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file (performance analysis)")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
 	}
@@ -48,6 +53,27 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	log := slog.New(h)
 
+	if os.Getenv("GOMEMLIMIT") == "" && memLimit != "0" {
+		n, err := hclconfig.ParseSize(memLimit)
+		if err != nil {
+			fmt.Fprintf(stderr, "provtrail agent: --memory-limit: %v\n", err)
+			return exitUsage
+		}
+		debug.SetMemoryLimit(n)
+	}
+	if cpuProfile != "" {
+		pf, err := os.Create(cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "provtrail agent: --cpuprofile: %v\n", err)
+			return exitUsage
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			fmt.Fprintf(stderr, "provtrail agent: --cpuprofile: %v\n", err)
+			return exitFailure
+		}
+		defer pprof.StopCPUProfile()
+	}
 	reg := all.Registry()
 	cfg, diags := agent.LoadConfig(path, reg)
 	hclconfig.WriteDiagnostics(stderr, diags)
