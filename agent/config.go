@@ -145,33 +145,24 @@ func DecodeConfig(body hcl.Body, path string, reg *collectors.Registry) (*Config
 	ctx := hclconfig.EvalContext(baseDir, nil)
 	content, diags := body.Content(agentFileSchema)
 	cfg := &Config{Path: path}
-	seen := map[string]*hcl.Block{}
-	once := func(b *hcl.Block) bool {
-		if prev, dup := seen[b.Type]; dup {
-			diags = append(diags, hclconfig.Error(b.DefRange, "Duplicate "+b.Type+" block",
-				fmt.Sprintf("Only one %s block is allowed; the first is at %s.", b.Type, prev.DefRange)))
-			return false
-		}
-		seen[b.Type] = b
-		return true
-	}
+	seen := hclconfig.Singletons{}
 	names := map[string]hcl.Range{}
 	for _, b := range content.Blocks {
 		switch b.Type {
 		case "agent":
-			if once(b) {
+			if seen.Once(b, &diags) {
 				diags = append(diags, decodeAgent(b, ctx, &cfg.Agent)...)
 			}
 		case "signer":
-			if once(b) {
+			if seen.Once(b, &diags) {
 				diags = append(diags, decodeSigner(b, ctx, baseDir, &cfg.Signer)...)
 			}
 		case "forward":
-			if once(b) {
+			if seen.Once(b, &diags) {
 				diags = append(diags, decodeForward(b, ctx, baseDir, &cfg.Forward)...)
 			}
 		case "metrics":
-			if once(b) {
+			if seen.Once(b, &diags) {
 				var mb metricsBlock
 				diags = append(diags, gohcl.DecodeBody(b.Body, ctx, &mb)...)
 				cfg.Metrics.Listen = mb.Listen
@@ -200,16 +191,7 @@ func DecodeConfig(body hcl.Body, path string, reg *collectors.Registry) (*Config
 			cfg.Collectors = append(cfg.Collectors, CollectorConfig{Type: typ, Name: name, Config: cc, DefRange: b.DefRange})
 		}
 	}
-	for _, required := range []string{"agent", "signer", "forward"} {
-		if seen[required] == nil {
-			diags = append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "Missing " + required + " block",
-				Detail:   fmt.Sprintf("agent configuration needs a %s block.", required),
-				Subject:  body.MissingItemRange().Ptr(),
-			})
-		}
-	}
+	diags = append(diags, seen.Require(body, "agent", "agent", "signer", "forward")...)
 	if len(cfg.Collectors) == 0 && !diags.HasErrors() {
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagWarning,
@@ -231,8 +213,8 @@ func decodeAgent(b *hcl.Block, ctx *hcl.EvalContext, out *AgentSettings) hcl.Dia
 	if ab.ID == "" || len(ab.ID) > 128 {
 		diags = append(diags, hclconfig.Error(b.DefRange, "Invalid agent id", "agent.id must be 1 to 128 characters."))
 	}
-	out.StateDir = deref(ab.StateDir, DefaultStateDir)
-	out.Hostname = deref(ab.Hostname, "")
+	out.StateDir = hclconfig.Deref(ab.StateDir, DefaultStateDir)
+	out.Hostname = hclconfig.Deref(ab.Hostname, "")
 	var d hcl.Diagnostics
 	out.HeartbeatInterval, d = hclconfig.Duration(ab.HeartbeatInterval, ctx, DefaultHeartbeatInterval)
 	return append(diags, d...)
@@ -244,10 +226,10 @@ func decodeSigner(b *hcl.Block, ctx *hcl.EvalContext, baseDir string, out *Signe
 	if diags.HasErrors() {
 		return diags
 	}
-	out.KeyFile = hclconfig.Path(baseDir, deref(sb.KeyFile, ""))
-	out.KeyRef = deref(sb.KeyRef, "")
-	out.PassphraseFile = hclconfig.Path(baseDir, deref(sb.PassphraseFile, ""))
-	out.PassphraseEnv = deref(sb.PassphraseEnv, "")
+	out.KeyFile = hclconfig.Path(baseDir, hclconfig.Deref(sb.KeyFile, ""))
+	out.KeyRef = hclconfig.Deref(sb.KeyRef, "")
+	out.PassphraseFile = hclconfig.Path(baseDir, hclconfig.Deref(sb.PassphraseFile, ""))
+	out.PassphraseEnv = hclconfig.Deref(sb.PassphraseEnv, "")
 	if (out.KeyFile == "") == (out.KeyRef == "") {
 		diags = append(diags, hclconfig.Error(b.DefRange, "Invalid signer block",
 			"Set exactly one of key_file (a PEM file) or key_ref (a KMS URI such as awskms://...)."))
@@ -270,10 +252,10 @@ func decodeForward(b *hcl.Block, ctx *hcl.EvalContext, baseDir string, out *Forw
 		diags = append(diags, hclconfig.Error(b.DefRange, "Invalid forward.url",
 			fmt.Sprintf("%q is not an https:// URL of the central service.", fb.URL)))
 	}
-	out.Audience = deref(fb.Audience, DefaultAudience)
-	out.CAFile = hclconfig.Path(baseDir, deref(fb.CAFile, ""))
-	out.CertFile = hclconfig.Path(baseDir, deref(fb.CertFile, ""))
-	out.KeyFile = hclconfig.Path(baseDir, deref(fb.KeyFile, ""))
+	out.Audience = hclconfig.Deref(fb.Audience, DefaultAudience)
+	out.CAFile = hclconfig.Path(baseDir, hclconfig.Deref(fb.CAFile, ""))
+	out.CertFile = hclconfig.Path(baseDir, hclconfig.Deref(fb.CertFile, ""))
+	out.KeyFile = hclconfig.Path(baseDir, hclconfig.Deref(fb.KeyFile, ""))
 	if (out.CertFile == "") != (out.KeyFile == "") {
 		diags = append(diags, hclconfig.Error(b.DefRange, "Invalid forward block",
 			"cert_file and key_file (the client certificate) go together."))
@@ -299,7 +281,7 @@ func decodeForward(b *hcl.Block, ctx *hcl.EvalContext, baseDir string, out *Forw
 		diags = append(diags, hclconfig.Error(fb.SpoolMaxBytes.Range(), "Invalid forward.spool_max_bytes",
 			"spool_max_bytes must hold at least two batches (2 x batch_max_bytes)."))
 	}
-	out.Compression = deref(fb.Compression, DefaultCompression)
+	out.Compression = hclconfig.Deref(fb.Compression, DefaultCompression)
 	switch out.Compression {
 	case "zstd", "gzip", "none":
 	default:
@@ -307,11 +289,4 @@ func decodeForward(b *hcl.Block, ctx *hcl.EvalContext, baseDir string, out *Forw
 			fmt.Sprintf("%q is not one of zstd, gzip or none.", out.Compression)))
 	}
 	return diags
-}
-
-func deref[T any](p *T, def T) T {
-	if p == nil {
-		return def
-	}
-	return *p
 }

@@ -151,25 +151,16 @@ func DecodeConfig(body hcl.Body, path string) (*Config, hcl.Diagnostics) {
 	ctx := hclconfig.EvalContext(baseDir, nil)
 	content, diags := body.Content(FileSchema)
 	cfg := &Config{Path: path, Body: body, EvalContext: ctx}
-	seen := map[string]*hcl.Block{}
-	once := func(b *hcl.Block) bool {
-		if prev, dup := seen[b.Type]; dup {
-			diags = append(diags, hclconfig.Error(b.DefRange, "Duplicate "+b.Type+" block",
-				fmt.Sprintf("Only one %s block is allowed; the first is at %s.", b.Type, prev.DefRange)))
-			return false
-		}
-		seen[b.Type] = b
-		return true
-	}
+	seen := hclconfig.Singletons{}
 	agentIDs := map[string]hcl.Range{}
 	for _, b := range content.Blocks {
 		switch b.Type {
 		case "central":
-			if once(b) {
+			if seen.Once(b, &diags) {
 				diags = append(diags, decodeCentral(b, ctx, &cfg.Central)...)
 			}
 		case "tls":
-			if once(b) {
+			if seen.Once(b, &diags) {
 				var tb tlsBlock
 				d := gohcl.DecodeBody(b.Body, ctx, &tb)
 				diags = append(diags, d...)
@@ -177,8 +168,8 @@ func DecodeConfig(body hcl.Body, path string) (*Config, hcl.Diagnostics) {
 					cfg.TLS = TLSSettings{
 						CertFile:          hclconfig.Path(baseDir, tb.CertFile),
 						KeyFile:           hclconfig.Path(baseDir, tb.KeyFile),
-						ClientCAFile:      hclconfig.Path(baseDir, deref(tb.ClientCAFile, "")),
-						RequireClientCert: deref(tb.RequireClientCert, false),
+						ClientCAFile:      hclconfig.Path(baseDir, hclconfig.Deref(tb.ClientCAFile, "")),
+						RequireClientCert: hclconfig.Deref(tb.RequireClientCert, false),
 					}
 					if cfg.TLS.RequireClientCert && cfg.TLS.ClientCAFile == "" {
 						diags = append(diags, hclconfig.Error(b.DefRange, "Invalid tls block",
@@ -187,16 +178,16 @@ func DecodeConfig(body hcl.Body, path string) (*Config, hcl.Diagnostics) {
 				}
 			}
 		case "log_signer":
-			if once(b) {
+			if seen.Once(b, &diags) {
 				var lb logSignerBlock
 				d := gohcl.DecodeBody(b.Body, ctx, &lb)
 				diags = append(diags, d...)
 				if !d.HasErrors() {
 					cfg.LogSigner = LogSignerSettings{
 						KeyFile:        hclconfig.Path(baseDir, lb.KeyFile),
-						PassphraseFile: hclconfig.Path(baseDir, deref(lb.PassphraseFile, "")),
-						PassphraseEnv:  deref(lb.PassphraseEnv, ""),
-						Origin:         deref(lb.Origin, DefaultLogOrigin),
+						PassphraseFile: hclconfig.Path(baseDir, hclconfig.Deref(lb.PassphraseFile, "")),
+						PassphraseEnv:  hclconfig.Deref(lb.PassphraseEnv, ""),
+						Origin:         hclconfig.Deref(lb.Origin, DefaultLogOrigin),
 					}
 					if lb.PassphraseFile != nil && lb.PassphraseEnv != nil {
 						diags = append(diags, hclconfig.Error(b.DefRange, "Invalid log_signer block",
@@ -218,7 +209,7 @@ func DecodeConfig(body hcl.Body, path string) (*Config, hcl.Diagnostics) {
 			if !d.HasErrors() {
 				cfg.Agents = append(cfg.Agents, AgentEntry{
 					ID: id, PublicKeyFile: hclconfig.Path(baseDir, ab.PublicKeyFile),
-					Revoked: deref(ab.Revoked, false), DefRange: b.DefRange,
+					Revoked: hclconfig.Deref(ab.Revoked, false), DefRange: b.DefRange,
 				})
 			}
 		}
@@ -226,10 +217,7 @@ func DecodeConfig(body hcl.Body, path string) (*Config, hcl.Diagnostics) {
 	alertCfg, adiags := alerts.DecodeConfig(content.Blocks, ctx)
 	diags = append(diags, adiags...)
 	cfg.Alerts = alertCfg
-	if seen["central"] == nil {
-		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing central block",
-			Detail: "central configuration needs a central block.", Subject: body.MissingItemRange().Ptr()})
-	}
+	diags = append(diags, seen.Require(body, "central", "central")...)
 	if seen["log_signer"] == nil {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing log_signer block",
 			Detail: "central needs a log_signer key to sign transparency-log checkpoints.", Subject: body.MissingItemRange().Ptr()})
@@ -256,16 +244,16 @@ func decodeCentral(b *hcl.Block, ctx *hcl.EvalContext, out *Settings) hcl.Diagno
 	if diags.HasErrors() {
 		return diags
 	}
-	out.Listen = deref(cb.Listen, DefaultListen)
+	out.Listen = hclconfig.Deref(cb.Listen, DefaultListen)
 	if _, _, err := net.SplitHostPort(out.Listen); err != nil {
 		diags = append(diags, hclconfig.Error(b.DefRange, "Invalid central.listen",
 			fmt.Sprintf("%q is not host:port.", out.Listen)))
 	}
-	out.DataDir = deref(cb.DataDir, DefaultDataDir)
-	out.Audience = deref(cb.Audience, DefaultAudience)
-	out.Dev = deref(cb.Dev, false)
-	out.Postgres = deref(cb.Postgres, "")
-	out.MaxConcurrent = deref(cb.MaxConcurrent, DefaultMaxConcurrent)
+	out.DataDir = hclconfig.Deref(cb.DataDir, DefaultDataDir)
+	out.Audience = hclconfig.Deref(cb.Audience, DefaultAudience)
+	out.Dev = hclconfig.Deref(cb.Dev, false)
+	out.Postgres = hclconfig.Deref(cb.Postgres, "")
+	out.MaxConcurrent = hclconfig.Deref(cb.MaxConcurrent, DefaultMaxConcurrent)
 	if out.MaxConcurrent < 1 {
 		diags = append(diags, hclconfig.Error(b.DefRange, "Invalid central.max_concurrent_requests", "Must be at least 1."))
 	}
@@ -278,11 +266,4 @@ func decodeCentral(b *hcl.Block, ctx *hcl.EvalContext, out *Settings) hcl.Diagno
 	diags = append(diags, d...)
 	out.GapTimeout, d = hclconfig.Duration(cb.GapTimeout, ctx, DefaultGapTimeout)
 	return append(diags, d...)
-}
-
-func deref[T any](p *T, def T) T {
-	if p == nil {
-		return def
-	}
-	return *p
 }

@@ -255,3 +255,43 @@ func Path(baseDir, p string) string {
 	}
 	return filepath.Join(baseDir, p)
 }
+
+// Singletons tracks the blocks of a file that may appear at most once.
+type Singletons map[string]*hcl.Block
+
+// Once records b and reports whether it is the first block of its type;
+// a repeat gets a diagnostic pointing at both.
+func (s Singletons) Once(b *hcl.Block, diags *hcl.Diagnostics) bool {
+	if prev, dup := s[b.Type]; dup {
+		*diags = append(*diags, Error(b.DefRange, "Duplicate "+b.Type+" block",
+			fmt.Sprintf("Only one %s block is allowed; the first is at %s.", b.Type, prev.DefRange)))
+		return false
+	}
+	s[b.Type] = b
+	return true
+}
+
+// Require reports each of types that the file has no block of; what names
+// the file kind ("agent", "central") in the message.
+func (s Singletons) Require(body hcl.Body, what string, types ...string) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, t := range types {
+		if s[t] == nil {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Missing " + t + " block",
+				Detail:   fmt.Sprintf("%s configuration needs a %s block.", what, t),
+				Subject:  body.MissingItemRange().Ptr(),
+			})
+		}
+	}
+	return diags
+}
+
+// Deref returns *p, or def when the optional attribute p was not set.
+func Deref[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}
