@@ -9,10 +9,13 @@ import (
 	"github.com/provtrail/provtrail/collectors/authlog"
 	"github.com/provtrail/provtrail/collectors/cloudtrail"
 	"github.com/provtrail/provtrail/collectors/entra"
+	"github.com/provtrail/provtrail/collectors/gcpaudit"
+	"github.com/provtrail/provtrail/collectors/github"
 	"github.com/provtrail/provtrail/collectors/journald"
 	"github.com/provtrail/provtrail/collectors/ldap/accesslog"
 	"github.com/provtrail/provtrail/collectors/ldap/changelog"
 	"github.com/provtrail/provtrail/collectors/okta"
+	"github.com/provtrail/provtrail/collectors/workspace"
 )
 
 // Factories returns the factories of every built-in collector type.
@@ -27,6 +30,9 @@ func Factories() []collectors.Factory {
 		cloudtrail.NewFactory(),
 		entra.NewFactory(),
 		okta.NewFactory(),
+		github.NewFactory(),
+		gcpaudit.NewFactory(),
+		workspace.NewFactory(),
 	}
 }
 
