@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
+	"github.com/aws/aws-sdk-go-v2/service/cloudtrail/types"
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/provtrail/provtrail/collectors"
@@ -63,11 +64,18 @@ func New(set collectors.Settings, cfg *Config, opt Options) (collectors.Collecto
 				o.BaseEndpoint = aws.String(cfg.EndpointURL)
 			}
 		})
-		fetchers = append(fetchers, &lookupFetcher{
-			region: region, api: api, m: m, problems: set.Problems,
-			// The 2 requests/s ceiling is per account and region.
-			pacer: window.NewPacer(opt.Clock, cfg.Window.RequestsPerMinute),
-		})
+		// The 2 requests/s ceiling is per account and region.
+		pacer := window.NewPacer(opt.Clock, cfg.Window.RequestsPerMinute)
+		attrs := []types.LookupAttribute{{AttributeKey: types.LookupAttributeKeyReadOnly, AttributeValue: aws.String("false")}}
+		if len(cfg.EventSources) > 0 {
+			attrs = attrs[:0]
+			for _, src := range cfg.EventSources {
+				attrs = append(attrs, types.LookupAttribute{AttributeKey: types.LookupAttributeKeyEventSource, AttributeValue: aws.String(src)})
+			}
+		}
+		for _, attr := range attrs {
+			fetchers = append(fetchers, &lookupFetcher{region: region, attr: attr, api: api, pacer: pacer, m: m, problems: set.Problems})
+		}
 	}
 	return &lookupCollector{engine: &window.Engine{
 		Config:   cfg.Window.Resolve(opt.Clock.Now()),

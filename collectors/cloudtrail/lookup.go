@@ -19,6 +19,7 @@ import (
 // before moving on, so the order within a window does not matter.
 type lookupFetcher struct {
 	region   string
+	attr     types.LookupAttribute
 	api      *cloudtrail.Client
 	pacer    *window.Pacer
 	m        *mapper
@@ -33,9 +34,9 @@ func (f *lookupFetcher) Fetch(ctx context.Context, w window.Window, page string)
 	in := &cloudtrail.LookupEventsInput{
 		StartTime: &from,
 		EndTime:   &to,
-		// One attribute only: write events, filtered by source and name
-		// here.
-		LookupAttributes: []types.LookupAttribute{{AttributeKey: types.LookupAttributeKeyReadOnly, AttributeValue: aws.String("false")}},
+		// One attribute only: write events (or one event source),
+		// filtered by source and name here.
+		LookupAttributes: []types.LookupAttribute{f.attr},
 		MaxResults:       aws.Int32(50),
 	}
 	if page != "" {

@@ -101,9 +101,20 @@ func (f *fakeCloudTrail) serve(w http.ResponseWriter, r *http.Request) {
 		fail(400, "SerializationException", err.Error())
 		return
 	}
-	if len(in.LookupAttributes) != 1 || in.LookupAttributes[0].AttributeKey != "ReadOnly" || in.MaxResults < 1 || in.MaxResults > 50 {
+	if len(in.LookupAttributes) != 1 || in.MaxResults < 1 || in.MaxResults > 50 {
 		fail(400, "InvalidLookupAttributesException", "bad lookup")
 		return
+	}
+	la := in.LookupAttributes[0]
+	keep := func(it windowtest.Item) bool {
+		p := it.Payload.(map[string]any)
+		switch la.AttributeKey {
+		case "ReadOnly":
+			return fmt.Sprint(p["readOnly"]) == la.AttributeValue
+		case "EventSource":
+			return p["eventSource"] == la.AttributeValue
+		}
+		return false
 	}
 	// The token is bound to the query: "offset|digest of the parameters".
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s|%v|%v|%v", region, in.StartTime, in.EndTime, in.LookupAttributes))
@@ -119,7 +130,12 @@ func (f *fakeCloudTrail) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	sec := func(v float64) time.Time { s, frac := math.Modf(v); return time.Unix(int64(s), int64(frac*1e9)).UTC() }
 	from, to := sec(in.StartTime), sec(in.EndTime)
-	items := f.tl[region].Query(from, to.Add(time.Nanosecond), f.clock.Now(), true)
+	var items []windowtest.Item
+	for _, it := range f.tl[region].Query(from, to.Add(time.Nanosecond), f.clock.Now(), true) {
+		if keep(it) {
+			items = append(items, it)
+		}
+	}
 	end := min(off+in.MaxResults, len(items))
 	var events []map[string]any
 	for _, it := range items[off:end] {
@@ -230,5 +246,39 @@ backfill_since = "2026-06-01T00:00:00Z"
 	}
 	if f.throttled < 10 {
 		t.Fatalf("only %d throttled replies", f.throttled)
+	}
+}
+
+// TestLookupByEventSource queries per event source; events of other
+// sources are never fetched.
+func TestLookupByEventSource(t *testing.T) {
+	awsTestEnv(t)
+	clock := windowtest.NewClock(t0)
+	f := newFakeCloudTrail(t, clock)
+	var want []string
+	for i := range 40 {
+		at := t0.Add(time.Duration(i) * 3 * time.Minute)
+		it := trailRecord(i, "us-east-1", at, at)
+		f.tl["us-east-1"].Add(it)
+		if i%5 != 4 {
+			want = append(want, it.ID)
+		}
+	}
+	src := fmt.Sprintf("event_sources = [\"iam.amazonaws.com\", \"sso.amazonaws.com\"]\nendpoint_url = %q\nbackfill_since = \"2026-06-01T00:00:00Z\"\n", f.srv.URL)
+	file, _ := hclsyntax.ParseConfig([]byte(src), "agent.hcl", hcl.InitialPos)
+	cfg, diags := DecodeConfig(file.Body, hclconfig.EvalContext(".", nil))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	sink := &windowtest.Sink{}
+	c, err := New(collectors.Settings{Type: Type, Name: "prod", StateDir: t.TempDir()}, cfg, Options{Clock: clock, HTTPClient: f.srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	clock.StopAt(t0.Add(4*time.Hour), cancel)
+	c.Run(ctx, nil, sink)
+	if err := windowtest.ExactlyOnce(sink.SourceIDs(), want); err != nil {
+		t.Fatal(err)
 	}
 }
