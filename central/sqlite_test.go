@@ -193,3 +193,44 @@ func TestSQLiteTokensEvidence(t *testing.T) {
 		t.Fatalf("evidence %+v %v", ev, err)
 	}
 }
+
+// TestIndexRecoveryFromBodies: batches committed but not indexed when the
+// process stopped are indexed from their stored bodies on the next open.
+func TestIndexRecoveryFromBodies(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	tool, err := OpenSQLiteTool(ctx, dir, false) // commits, never indexes
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := func(id string) StoredEvent {
+		return StoredEvent{EventID: id, JSON: []byte(`{"id":"` + id + `","time":"2026-01-02T03:04:05Z","action":"user.create","actor":{"name":"root"},"target":{"user":{"name":"` + id + `"}},"origin":{"host":"h1"}}`)}
+	}
+	res, err := tool.CommitBatch(ctx, testBatchWrite("a1", 0, ev("x1"), ev("x2")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tool.Close()
+	s, err := OpenSQLite(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.WaitIndexed(wctx, res.BatchID); err != nil {
+		t.Fatal(err)
+	}
+	page, err := s.QueryEvents(ctx, EventQuery{User: "x2", Actor: "root", Host: "h1"})
+	if err != nil || len(page.Events) != 1 || page.Events[0].Ord != 1 {
+		t.Fatalf("after recovery: %+v %v", page, err)
+	}
+	ro, err := OpenSQLiteTool(ctx, dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if err := ro.PutAgent(ctx, Agent{ID: "x"}); err == nil {
+		t.Fatal("read-only store accepted a write")
+	}
+}
