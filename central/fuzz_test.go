@@ -93,4 +93,3 @@ func FuzzEnrollRequest(f *testing.F) {
 }
 
 var nowForFuzz = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-
