@@ -107,8 +107,9 @@ type fetcher struct {
 	problems collectors.ProblemReporter
 }
 
-// ghTime is the form the audit-log search phrase takes.
-const ghTime = "2006-01-02T15:04:05Z"
+// ghTime is the form GitHub's search syntax documents for a date with a
+// time: YYYY-MM-DDTHH:MM:SS+00:00.
+const ghTime = "2006-01-02T15:04:05+00:00"
 
 func (f *fetcher) Fetch(ctx context.Context, w window.Window, page string) (window.Page, error) {
 	target := page
