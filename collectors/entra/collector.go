@@ -106,11 +106,11 @@ func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) 
 	m := &mapper{instance: set.Name, tenant: tenant, now: func() time.Time { return clock.Now().UTC() }}
 	fetchers := []window.Fetcher{&graphFetcher{
 		base: cfg.graph, pageSize: pageSize, m: m, problems: set.Problems,
-		http: &window.HTTP{Client: client(cfg.graph.String()+"/.default"), Clock: clock, Logger: log,
+		http: &window.HTTP{Client: client(cfg.graph.String() + "/.default"), Clock: clock, Logger: log,
 			Pacer: window.NewPacer(clock, cfg.Window.RequestsPerMinute)},
 	}}
 	if len(cfg.ActivityLogSubscriptions) > 0 {
-		arm := &window.HTTP{Client: client(cfg.manage.String()+"/.default"), Clock: clock, Logger: log,
+		arm := &window.HTTP{Client: client(cfg.manage.String() + "/.default"), Clock: clock, Logger: log,
 			Pacer: window.NewPacer(clock, DefaultARMRequestsPerMinute)}
 		for _, sub := range cfg.ActivityLogSubscriptions {
 			fetchers = append(fetchers, &activityFetcher{base: cfg.manage, sub: sub, http: arm, m: m, problems: set.Problems})
