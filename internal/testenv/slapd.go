@@ -6,7 +6,14 @@ package testenv
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -58,6 +65,9 @@ type SlapdOptions struct {
 	// ExtraDirs are created under the instance directory (for
 	// ExtraDatabases' olcDbDirectory).
 	ExtraDirs []string
+	// TLS gives the server a certificate for 127.0.0.1 from a fresh test
+	// CA (CAFile), StartTLS on URL and an ldaps:// listener (LDAPSURL).
+	TLS bool
 	// RootDSE is the content of an LDIF file of extra root DSE attributes
 	// (olcRootDSE); the file can be rewritten with WriteRootDSE before a
 	// Restart. Attribute types it uses that the standard schemas lack go
@@ -75,6 +85,10 @@ type Slapd struct {
 	URL  string
 	Dir  string
 	Port int
+	// With SlapdOptions.TLS: LDAPSURL is ldaps://127.0.0.1:PORT2 and
+	// CAFile the PEM of the CA that signed the server's certificate.
+	LDAPSURL string
+	CAFile   string
 
 	t      testing.TB
 	mu     sync.Mutex
@@ -112,7 +126,13 @@ func StartSlapd(t testing.TB, opt SlapdOptions) *Slapd {
 	if opt.RootDSE != "" {
 		s.WriteRootDSE(opt.RootDSE)
 	}
-	cfg := slapdConfig(dir, opt)
+	tlsAttrs := ""
+	if opt.TLS {
+		s.CAFile = writeTestCA(t, dir)
+		tlsAttrs = "olcTLSCACertificateFile: " + s.CAFile + "\nolcTLSCertificateFile: " + filepath.Join(dir, "server.pem") +
+			"\nolcTLSCertificateKeyFile: " + filepath.Join(dir, "server.key") + "\n"
+	}
+	cfg := strings.Replace(slapdConfig(dir, opt), "olcLogLevel: none\n", "olcLogLevel: none\n"+tlsAttrs, 1)
 	cfgPath := filepath.Join(dir, "config.ldif")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -159,6 +179,9 @@ userPassword: ` + SlapdReaderPW + "\n"
 	}
 	s.Port = freePort(t)
 	s.URL = fmt.Sprintf("ldap://127.0.0.1:%d", s.Port)
+	if opt.TLS {
+		s.LDAPSURL = fmt.Sprintf("ldaps://127.0.0.1:%d", freePort(t))
+	}
 	s.Start()
 	t.Cleanup(func() { s.Stop() })
 	if opt.RootDSE != "" {
@@ -232,7 +255,11 @@ func (s *Slapd) Start() {
 	if s.cmd != nil {
 		s.t.Fatal("slapd already running")
 	}
-	args := []string{"-d", "0", "-h", s.URL, "-F", filepath.Join(s.Dir, "slapd.d")}
+	urls := s.URL
+	if s.LDAPSURL != "" {
+		urls += " " + s.LDAPSURL
+	}
+	args := []string{"-d", "0", "-h", urls, "-F", filepath.Join(s.Dir, "slapd.d")}
 	if s.asUser != nil {
 		args = append(args, "-u", s.asUser.Username, "-g", "openldap")
 	}
@@ -412,6 +439,49 @@ func (s *Slapd) Log() string {
 		return ""
 	}
 	return s.log.String()
+}
+
+// writeTestCA makes a CA and a server certificate for 127.0.0.1 in dir
+// (ca.pem, server.pem, server.key) and returns the CA file.
+func writeTestCA(t testing.TB, dir string) string {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "provtrail test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, typ string, b []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("ca.pem", "CERTIFICATE", caDER)
+	write("server.pem", "CERTIFICATE", der)
+	write("server.key", "PRIVATE KEY", keyDER)
+	return filepath.Join(dir, "ca.pem")
 }
 
 // lockedBuffer is a bytes.Buffer safe for the exec copier and readers.

@@ -1,6 +1,9 @@
 package testenv
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"os"
 	"testing"
 
 	"github.com/go-ldap/ldap/v3"
@@ -50,5 +53,36 @@ func TestSlapdStartsAndLogs(t *testing.T) {
 	write()
 	if n := count(); n != 2 {
 		t.Fatalf("after restart accesslog has %d write entries, want 2", n)
+	}
+}
+
+// TestSlapdTLS: the TLS variant answers StartTLS and ldaps with a
+// certificate the test CA verifies.
+func TestSlapdTLS(t *testing.T) {
+	s := StartSlapd(t, SlapdOptions{TLS: true})
+	pool := x509.NewCertPool()
+	pemBytes, err := os.ReadFile(s.CAFile)
+	if err != nil || !pool.AppendCertsFromPEM(pemBytes) {
+		t.Fatalf("CA: %v", err)
+	}
+	tc := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	c, err := ldap.DialURL(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.StartTLS(tc); err != nil {
+		t.Fatalf("starttls: %v", err)
+	}
+	if err := c.Bind(SlapdReaderDN, SlapdReaderPW); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := ldap.DialURL(s.LDAPSURL, ldap.DialWithTLSConfig(tc))
+	if err != nil {
+		t.Fatalf("ldaps: %v", err)
+	}
+	defer c2.Close()
+	if err := c2.Bind(SlapdReaderDN, SlapdReaderPW); err != nil {
+		t.Fatal(err)
 	}
 }

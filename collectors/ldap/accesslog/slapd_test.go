@@ -535,3 +535,38 @@ func TestBackpressure(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestTLS reads over StartTLS and over ldaps:// with tls_ca_file, and
+// refuses a server its CA file does not vouch for.
+func TestTLS(t *testing.T) {
+	s := testenv.StartSlapd(t, testenv.SlapdOptions{TLS: true})
+	admin := dial(t, s, testenv.SlapdAdminDN, testenv.SlapdAdminPW)
+	admin.add(people("tls1"), userAttrs("tls1", "pw-tls1", 1))
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+	}{
+		{"starttls", func(c *Config) { c.StartTLS, c.TLSCAFile = true, s.CAFile }},
+		{"ldaps", func(c *Config) { c.URL, c.TLSCAFile = s.LDAPSURL, s.CAFile }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(s)
+			tc.mod(cfg)
+			r := startCollector(t, cfg, nil)
+			checkEvents(t, waitFor(t, r.sink, 1), []string{"user.create success user=tls1"})
+		})
+	}
+	t.Run("untrusted", func(t *testing.T) {
+		cfg := testConfig(s)
+		cfg.StartTLS = true // system roots do not know the test CA
+		r := startCollector(t, cfg, nil)
+		time.Sleep(time.Second)
+		r.stop()
+		if n := len(r.sink.Events()); n != 0 {
+			t.Fatalf("read %d events from an unverified server", n)
+		}
+		if !strings.Contains(r.logs.String(), "certificate") {
+			t.Fatalf("no certificate error logged: %s", r.logs.String())
+		}
+	})
+}
