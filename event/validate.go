@@ -113,13 +113,19 @@ func Validate(e *Event) error {
 // {SCHEME}hash values, the secrets most likely to slip through from account
 // databases and changelogs.
 func looksLikeSecret(s string) bool {
-	for _, p := range []string{"$y$", "$6$", "$5$", "$2b$", "$2y$", "$1$", "$7$", "$gy$", "$sha1$"} {
-		if i := strings.Index(s, p); i >= 0 && strings.Count(s[i:], "$") >= 3 {
-			return true
+	if strings.IndexByte(s, '$') >= 0 {
+		for _, p := range []string{"$y$", "$6$", "$5$", "$2b$", "$2y$", "$1$", "$7$", "$gy$", "$sha1$"} {
+			if i := strings.Index(s, p); i >= 0 && strings.Count(s[i:], "$") >= 3 {
+				return true
+			}
 		}
 	}
+	if strings.IndexByte(s, '{') < 0 {
+		return false
+	}
+	upper := strings.ToUpper(s)
 	for _, p := range []string{"{SSHA}", "{SSHA512}", "{SHA}", "{CRYPT}", "{PBKDF2", "{ARGON2}", "{SSHA256}"} {
-		if strings.Contains(strings.ToUpper(s), p) {
+		if strings.Contains(upper, p) {
 			return true
 		}
 	}
