@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -20,6 +22,7 @@ import (
 
 	pcoll "github.com/provtrail/provtrail/collectors"
 	"github.com/provtrail/provtrail/pipeline"
+	"github.com/provtrail/provtrail/pipeline/correlate"
 	"github.com/provtrail/provtrail/pipeline/positions"
 	"github.com/provtrail/provtrail/pipeline/spool"
 	"github.com/provtrail/provtrail/signer"
@@ -172,6 +175,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		Spool: a.sp, Positions: a.ps, Chain: a.chain,
 		BatchMaxEvents: cfg.Forward.BatchMaxEvents, BatchMaxBytes: cfg.Forward.BatchMaxBytes, BatchMaxWait: cfg.Forward.BatchMaxWait,
 		Heartbeat: cfg.Agent.HeartbeatInterval, Metrics: a.pm, Logger: a.log,
+		Correlate: correlation(cfg, a.log),
 	}, through)
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -313,6 +317,24 @@ func (a *Agent) resetIfBatchesLost(ctx context.Context, stateDir string) error {
 		return fmt.Errorf("agent: reset chain: %w", err)
 	}
 	return nil
+}
+
+// correlation turns on merging of host collectors' evidence when at least
+// two of the correlated collector types are configured; with one there is
+// nothing to merge and holding events would only add latency.
+func correlation(cfg *Config, log *slog.Logger) *correlate.Config {
+	present := map[string]bool{}
+	for _, cc := range cfg.Collectors {
+		if slices.Contains(correlate.DefaultCollectors, cc.Type) {
+			present[cc.Type] = true
+		}
+	}
+	if len(present) < 2 {
+		return nil
+	}
+	types := slices.Sorted(maps.Keys(present))
+	log.Info("correlating evidence of one change across collectors", "types", types)
+	return &correlate.Config{Collectors: types}
 }
 
 func waitUntil(deadline time.Time, f func()) bool {
@@ -578,6 +600,9 @@ func (a *Agent) Reload(ctx context.Context, cfg *Config) error {
 			continue
 		}
 		started++
+	}
+	if !reflect.DeepEqual(correlation(old, slog.New(slog.DiscardHandler)), correlation(&newCfg, slog.New(slog.DiscardHandler))) {
+		a.log.Warn("reload: the set of correlated collector types changed; restart the agent to apply it")
 	}
 	a.log.Info("reloaded collectors", "stopped", len(stoppedKeys), "started", started, "running", len(a.running))
 	return errors.Join(errs...)

@@ -108,8 +108,25 @@ collector "authlog" "system" {
 	return r
 }
 
-// start runs the agent binary; its log goes to state/../agent-N.log.
-func (r *crashRig) start() *exec.Cmd {
+// proc is one run of the agent binary.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the process exited and was reaped
+}
+
+// wait waits up to d for the process to exit and returns its state (nil
+// if it is still running).
+func (p *proc) wait(d time.Duration) *os.ProcessState {
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// start runs the agent binary; its log goes to agent-N.log.
+func (r *crashRig) start() *proc {
 	r.t.Helper()
 	r.runs++
 	logf, err := os.Create(filepath.Join(r.dir, fmt.Sprintf("agent-%02d.log", r.runs)))
@@ -121,8 +138,9 @@ func (r *crashRig) start() *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
-	go func() { cmd.Wait(); logf.Close() }()
-	return cmd
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() { cmd.Wait(); logf.Close(); close(p.done) }()
+	return p
 }
 
 func (r *crashRig) logs() string {
@@ -249,7 +267,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 
 	const kills = 24
 	for i := range kills {
-		cmd := r.start()
+		p := r.start()
 		// Early kills land in start-up (recovery, chain open); later ones
 		// in the middle of reading, sealing, spooling and forwarding.
 		var d time.Duration
@@ -260,11 +278,11 @@ func TestCrashExactlyOnce(t *testing.T) {
 			d = time.Duration(150+rand.IntN(900)) * time.Millisecond
 		}
 		time.Sleep(d)
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatalf("kill %d: %v", i, err)
 		}
-		for cmd.ProcessState == nil {
-			time.Sleep(5 * time.Millisecond)
+		if p.wait(10*time.Second) == nil {
+			t.Fatalf("agent %d did not die", i)
 		}
 	}
 	close(stop)
@@ -272,21 +290,18 @@ func TestCrashExactlyOnce(t *testing.T) {
 	n := int(w.n.Load())
 	t.Logf("%d lines written across %d SIGKILLed runs; central holds %d events so far", n, kills, r.recv.EventCount())
 
-	cmd := r.start()
+	p := r.start()
 	if !waitEvents(t, r.recv, n, 60*time.Second) {
-		cmd.Process.Signal(syscall.SIGKILL)
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		p.wait(10 * time.Second)
 		t.Fatalf("central has %d of %d events\n%s", r.recv.EventCount(), n, r.logs())
 	}
 	time.Sleep(300 * time.Millisecond) // would any extra (duplicate) event arrive?
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for cmd.ProcessState == nil && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 0 {
-		t.Fatalf("agent did not stop cleanly on SIGTERM: %v\n%s", cmd.ProcessState, r.logs())
+	if st := p.wait(10 * time.Second); st == nil || st.ExitCode() != 0 {
+		t.Fatalf("agent did not stop cleanly on SIGTERM: %v\n%s", st, r.logs())
 	}
 	r.check(n)
 	v := r.recv.Verdicts()

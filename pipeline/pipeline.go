@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/provtrail/provtrail/collectors"
+	"github.com/provtrail/provtrail/event"
+	"github.com/provtrail/provtrail/pipeline/correlate"
 	"github.com/provtrail/provtrail/pipeline/positions"
 	"github.com/provtrail/provtrail/pipeline/spool"
 	"github.com/provtrail/provtrail/signer"
@@ -58,8 +61,12 @@ type Config struct {
 	// the positions file (they are durable in the spool entries before
 	// that; see Recover).
 	PositionsInterval time.Duration
-	Metrics           *Metrics
-	Logger            *slog.Logger
+	// Correlate configures merging of the evidence several host
+	// collectors give for one change (see package correlate); nil, or
+	// fewer than two collector types, turns it off.
+	Correlate *correlate.Config
+	Metrics   *Metrics
+	Logger    *slog.Logger
 }
 
 // Pipeline takes records from collectors, redacts them, batches them,
@@ -81,12 +88,21 @@ type Pipeline struct {
 
 	// free holds batch body buffers for reuse.
 	free chan []byte
+	// corrTypes are the collector types whose records go through the
+	// correlator (empty: none).
+	corrTypes map[string]bool
 }
 
+// item is one record on its way to a batch: encoded (line) or, for a
+// correlated collector, still an event.
 type item struct {
 	key  string
 	line []byte
+	ev   *event.Event
 	pos  collectors.Position
+	// more are positions that become safe with this item (correlator
+	// output), keyed by collector instance.
+	more map[string]collectors.Position
 	t    time.Time
 }
 
@@ -120,6 +136,12 @@ func New(cfg Config, through uint64) (*Pipeline, error) {
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
+	}
+	if c := cfg.Correlate; c != nil && len(c.Collectors) >= 2 {
+		p.corrTypes = map[string]bool{}
+		for _, t := range c.Collectors {
+			p.corrTypes[t] = true
+		}
 	}
 	if p.m == nil {
 		p.m = NewMetrics(prometheus.NewRegistry())
@@ -231,6 +253,8 @@ func (p *Pipeline) emit(ctx context.Context, key string, in prometheus.Counter, 
 	if len(recs) == 0 {
 		return nil
 	}
+	typ, _, _ := strings.Cut(key, "/")
+	correlated := p.corrTypes[typ]
 	items := make([]item, 0, len(recs))
 	for i := range recs {
 		ev := recs[i].Event
@@ -238,17 +262,16 @@ func (p *Pipeline) emit(ctx context.Context, key string, in prometheus.Counter, 
 		if n := Redact(&ev); n > 0 {
 			p.m.Redactions.Add(float64(n))
 		}
-		line, err := json.Marshal(&ev)
-		if err != nil {
-			p.m.EncodeErrors.Inc()
-			p.log.Error("event cannot be encoded; skipped", "collector", key, "id", ev.ID, "err", err)
+		if correlated {
+			items = append(items, item{key: key, ev: &ev, pos: recs[i].Position})
 			continue
 		}
-		t := ev.Time
-		if t.IsZero() {
-			t = ev.ObservedTime
+		it, ok := p.encode(key, &ev)
+		if !ok {
+			continue
 		}
-		items = append(items, item{key: key, line: append(line, '\n'), pos: recs[i].Position, t: t})
+		it.pos = recs[i].Position
+		items = append(items, it)
 	}
 	in.Add(float64(len(recs)))
 	select {
@@ -271,6 +294,21 @@ func (p *Pipeline) emit(ctx context.Context, key string, in prometheus.Counter, 
 	case <-p.closing:
 		return ErrStopped
 	}
+}
+
+// encode turns an event into its NDJSON line.
+func (p *Pipeline) encode(key string, ev *event.Event) (item, bool) {
+	line, err := json.Marshal(ev)
+	if err != nil {
+		p.m.EncodeErrors.Inc()
+		p.log.Error("event cannot be encoded; skipped", "collector", key, "id", ev.ID, "err", err)
+		return item{}, false
+	}
+	t := ev.Time
+	if t.IsZero() {
+		t = ev.ObservedTime
+	}
+	return item{key: key, line: append(line, '\n'), t: t}, true
 }
 
 // Run batches, seals and spools until Close is called (then it seals what
@@ -322,8 +360,18 @@ type batch struct {
 }
 
 func (b *batch) add(it item) {
+	if it.line == nil {
+		// Positions that became safe without an event of their own.
+		for k, v := range it.more {
+			b.pos[k] = v
+		}
+		return
+	}
 	b.buf.Write(it.line)
 	b.count++
+	for k, v := range it.more {
+		b.pos[k] = v
+	}
 	if !it.t.IsZero() {
 		if b.first.IsZero() || it.t.Before(b.first) {
 			b.first = it.t
@@ -336,6 +384,25 @@ func (b *batch) add(it item) {
 		b.pos[it.key] = it.pos
 	}
 	b.perKey[it.key]++
+}
+
+// correlated feeds a correlator's outputs to add as items.
+func (p *Pipeline) outputs(outs []correlate.Output) []item {
+	items := make([]item, 0, len(outs))
+	for _, o := range outs {
+		if o.Event == nil {
+			items = append(items, item{more: o.Positions})
+			continue
+		}
+		key := o.Event.Source.Collector + "/" + o.Event.Source.Instance
+		it, ok := p.encode(key, o.Event)
+		if !ok {
+			it = item{}
+		}
+		it.more = o.Positions
+		items = append(items, it)
+	}
+	return items
 }
 
 func (p *Pipeline) batchLoop(ctx context.Context, jobs chan<- sealJob, sealDone <-chan error) error {
@@ -352,6 +419,22 @@ func (p *Pipeline) batchLoop(ctx context.Context, jobs chan<- sealJob, sealDone 
 		t := time.NewTicker(min(p.cfg.Heartbeat/2, time.Second))
 		defer t.Stop()
 		hbTick = t.C
+	}
+	var corr *correlate.Correlator
+	corrTimer := time.NewTimer(time.Hour)
+	corrTimer.Stop()
+	defer corrTimer.Stop()
+	var corrC <-chan time.Time
+	if p.corrTypes != nil {
+		corr = correlate.New(*p.cfg.Correlate)
+	}
+	rearm := func() {
+		corrTimer.Stop()
+		corrC = nil
+		if d, ok := corr.NextDeadline(); ok {
+			corrTimer.Reset(max(time.Until(d), 0))
+			corrC = corrTimer.C
+		}
 	}
 	enqueue := func(j sealJob) error {
 		select {
@@ -391,7 +474,29 @@ func (p *Pipeline) batchLoop(ctx context.Context, jobs chan<- sealJob, sealDone 
 		b.perKey = map[string]int{}
 		return enqueue(j)
 	}
+	var addLines func(items []item) error
 	add := func(items []item) error {
+		if corr == nil || items[0].ev == nil {
+			return addLines(items)
+		}
+		// A correlated collector's records: one Add per Emit call.
+		recs := make([]collectors.Record, len(items))
+		for i, it := range items {
+			recs[i] = collectors.Record{Event: *it.ev, Position: it.pos}
+		}
+		err := addLines(p.outputs(corr.Add(time.Now(), items[0].key, recs)))
+		rearm()
+		return err
+	}
+	releaseAll := func() error {
+		if corr == nil {
+			return nil
+		}
+		err := addLines(p.outputs(corr.Flush(time.Now())))
+		rearm()
+		return err
+	}
+	addLines = func(items []item) error {
 		for _, it := range items {
 			if b.count > 0 && int64(b.buf.Len()+len(it.line)) > p.cfg.BatchMaxBytes {
 				if err := flush(); err != nil {
@@ -399,7 +504,7 @@ func (p *Pipeline) batchLoop(ctx context.Context, jobs chan<- sealJob, sealDone 
 				}
 			}
 			b.add(it)
-			if b.count == 1 {
+			if b.count == 1 && it.line != nil {
 				timer.Reset(p.cfg.BatchMaxWait)
 				batchTimer = timer.C
 			}
@@ -437,6 +542,9 @@ func (p *Pipeline) batchLoop(ctx context.Context, jobs chan<- sealJob, sealDone 
 			if err := drainIn(); err != nil {
 				return err
 			}
+			if err := releaseAll(); err != nil {
+				return err
+			}
 			return flush()
 		case items := <-p.in:
 			if err := add(items); err != nil {
@@ -444,6 +552,9 @@ func (p *Pipeline) batchLoop(ctx context.Context, jobs chan<- sealJob, sealDone 
 			}
 		case reply := <-p.flushes:
 			err := drainIn()
+			if err == nil {
+				err = releaseAll()
+			}
 			if err == nil {
 				err = flush()
 			}
@@ -454,6 +565,12 @@ func (p *Pipeline) batchLoop(ctx context.Context, jobs chan<- sealJob, sealDone 
 				reply <- err
 				return err
 			}
+		case <-corrC:
+			corrC = nil
+			if err := addLines(p.outputs(corr.Expire(time.Now()))); err != nil {
+				return err
+			}
+			rearm()
 		case <-batchTimer:
 			if err := flush(); err != nil {
 				return err

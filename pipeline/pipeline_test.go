@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/provtrail/provtrail/collectors"
 	"github.com/provtrail/provtrail/event"
 	"github.com/provtrail/provtrail/internal/testenv"
+	"github.com/provtrail/provtrail/pipeline/correlate"
 	"github.com/provtrail/provtrail/pipeline/positions"
 	"github.com/provtrail/provtrail/pipeline/spool"
 	"github.com/provtrail/provtrail/signer"
@@ -38,6 +40,7 @@ type rig struct {
 }
 
 type rigOptions struct {
+	correlate      *correlate.Config
 	spoolMax       int64
 	batchMaxEvents int
 	batchMaxWait   time.Duration
@@ -93,7 +96,7 @@ func startRig(t testing.TB, dir string, id *signer.PrivateKey, o rigOptions) *ri
 		t.Fatal(err)
 	}
 	r.p, err = New(Config{Spool: r.sp, Positions: r.ps, Chain: r.chain,
-		BatchMaxEvents: o.batchMaxEvents, BatchMaxWait: o.batchMaxWait}, through)
+		BatchMaxEvents: o.batchMaxEvents, BatchMaxWait: o.batchMaxWait, Correlate: o.correlate}, through)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,4 +358,64 @@ func BenchmarkEmitToAck(b *testing.B) {
 		time.Sleep(time.Millisecond)
 	}
 	b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "events/s")
+}
+
+// TestCorrelatedCollectors: the same useradd reported by authlog and
+// auditd reaches central once, with both records as evidence, and both
+// collectors' positions are committed; an uncorrelated collector's event
+// passes straight through.
+func TestCorrelatedCollectors(t *testing.T) {
+	id := testIdentity(t)
+	dir := t.TempDir()
+	r := startRig(t, dir, id, rigOptions{batchMaxEvents: 100, batchMaxWait: 10 * time.Millisecond,
+		correlate: &correlate.Config{Collectors: []string{"authlog", "auditd"}, Hold: 100 * time.Millisecond}})
+	tm := time.Date(2026, 11, 25, 17, 0, 0, 0, time.UTC)
+	mk := func(collector, instance, raw string) event.Event {
+		e := event.Event{ID: event.NewID(collector, raw), Time: tm, ObservedTime: tm, Action: event.UserCreate,
+			Outcome: event.OutcomeSuccess, Target: event.Target{User: &event.User{Name: "alice"}},
+			Origin: event.Origin{System: "linux", Host: "vm", PID: 4242, Program: "useradd"},
+			Source: event.Source{Collector: collector, Instance: instance}, Raw: raw}
+		e.Complete()
+		return e
+	}
+	ctx := context.Background()
+	if err := r.p.Emitter("authlog/system").Emit(ctx, collectors.Record{Event: mk("authlog", "system", "useradd[4242]: new user: name=alice"), Position: []byte("L1")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.p.Emitter("auditd/local").Emit(ctx, collectors.Record{Event: mk("auditd", "local", "type=ADD_USER pid=4242 acct=alice"), Position: []byte("A1")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.p.Emitter("okta/org").Emit(ctx, collectors.Record{Event: testEvent(7), Position: []byte("O1")}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "two events at central", 10*time.Second, func() bool { return r.recv.EventCount() == 2 })
+	time.Sleep(200 * time.Millisecond)
+	var merged *event.Event
+	for _, b := range r.recv.Batches() {
+		for _, line := range b.Events {
+			var e event.Event
+			if err := json.Unmarshal(line, &e); err != nil {
+				t.Fatal(err)
+			}
+			if e.Target.User.Name == "alice" {
+				merged = &e
+			}
+		}
+	}
+	if r.recv.EventCount() != 2 || merged == nil {
+		t.Fatalf("central has %d events", r.recv.EventCount())
+	}
+	if !strings.Contains(merged.Raw, "useradd[4242]") || !strings.Contains(merged.Raw, "ADD_USER") {
+		t.Fatalf("merged event lacks evidence: %q", merged.Raw)
+	}
+	r.stop()
+	ps, err := positions.Open(filepath.Join(dir, "positions.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{"authlog/system": "L1", "auditd/local": "A1", "okta/org": "O1"} {
+		if got := string(ps.Get(k)); got != want {
+			t.Errorf("position of %s = %q, want %q", k, got, want)
+		}
+	}
 }
