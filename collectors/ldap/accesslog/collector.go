@@ -59,8 +59,7 @@ func (c *Collector) Run(ctx context.Context, start collectors.Position, out coll
 	if err != nil {
 		c.problem(collectors.Problem{Where: "position", Reason: err.Error() + "; starting from the beginning of the log"})
 	}
-	resumed := len(start) > 0 && err == nil
-	st := &runState{pos: pos, resumed: resumed, gaps: map[string]string{}}
+	st := &runState{pos: pos, gaps: map[string]string{}}
 	bo := conn.Backoff{Min: c.MinBackoff, Max: c.MaxBackoff}
 	for {
 		began := time.Now()
@@ -86,7 +85,6 @@ func (c *Collector) Run(ctx context.Context, start collectors.Position, out coll
 
 type runState struct {
 	pos      position
-	resumed  bool
 	poll     bool
 	progress bool
 	// fullRefresh asks the next sync search for a refresh without cookie.
@@ -118,7 +116,9 @@ func (c *Collector) session(ctx context.Context, st *runState, out collectors.Em
 // purged (minCSN on the log's base entry): an older resume point means
 // entries were deleted before we read them.
 func (c *Collector) checkGap(l *ldap.Conn, st *runState) error {
-	if !st.resumed || len(st.pos.CSN) == 0 {
+	// Checked on every connect once anything was read: a long outage can
+	// outlast logpurge's age as well as a stopped agent can.
+	if len(st.pos.CSN) == 0 {
 		return nil
 	}
 	res, err := l.Search(ldap.NewSearchRequest(c.cfg.BaseDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
