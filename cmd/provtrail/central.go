@@ -7,6 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -48,6 +51,11 @@ func runCentral(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if cfg == nil {
 		return code
 	}
+	if err := checkPrivateFiles(cfg.Path, cfg.TLS.KeyFile, cfg.LogSigner.KeyFile, cfg.LogSigner.PassphraseFile); err != nil {
+		fmt.Fprintf(stderr, "provtrail central: %v\n", err)
+		return exitUsage
+	}
+	svc := newDaemonService(log)
 	srv, err := central.New(ctx, cfg, central.Options{Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "provtrail central: %v\n", err)
@@ -58,6 +66,10 @@ func runCentral(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		_ = srv.Shutdown(context.Background())
 		return exitFailure
 	}
+	svc.Ready("serving on " + srv.Addr())
+	superviseCtx, stopSupervising := context.WithCancel(ctx)
+	defer stopSupervising()
+	svc.Supervise(superviseCtx, func(ctx context.Context) error { return centralHealthy(ctx, srv) })
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- srv.Wait() }()
 	select {
@@ -96,8 +108,44 @@ func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 		return nil, errors.New("--log-format must be text or json")
 	}
 	log := slog.New(h)
-	klog.SetSlogLogger(log.With("component", "tlog"))
+	routeKlog(log.With("component", "tlog"))
 	return log, nil
+}
+
+// klogTarget is where tessera's klog output goes. klog's logger is process
+// global and may only be set before its users start, so it is set once, to
+// a handler that forwards to whatever logger the running subcommand chose.
+var (
+	klogTarget atomic.Pointer[slog.Logger]
+	klogOnce   sync.Once
+)
+
+type klogForwarder struct{ attrs []slog.Attr }
+
+func (f klogForwarder) Enabled(ctx context.Context, l slog.Level) bool {
+	lg := klogTarget.Load()
+	return lg != nil && lg.Handler().Enabled(ctx, l)
+}
+
+func (f klogForwarder) Handle(ctx context.Context, r slog.Record) error {
+	lg := klogTarget.Load()
+	if lg == nil {
+		return nil
+	}
+	r.AddAttrs(f.attrs...)
+	return lg.Handler().Handle(ctx, r)
+}
+
+func (f klogForwarder) WithAttrs(as []slog.Attr) slog.Handler {
+	return klogForwarder{attrs: append(slices.Clip(f.attrs), as...)}
+}
+
+func (f klogForwarder) WithGroup(string) slog.Handler { return f }
+
+// routeKlog sends klog (tessera's logging) to log.
+func routeKlog(log *slog.Logger) {
+	klogTarget.Store(log)
+	klogOnce.Do(func() { klog.SetSlogLogger(slog.New(klogForwarder{})) })
 }
 
 func loadCentralConfig(path string, stderr io.Writer) (*central.Config, int) {

@@ -105,28 +105,31 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if diags.HasErrors() {
 		return exitFailure
 	}
-	a, err := agent.New(acfg, agent.Options{Registry: reg, Logger: log.With("component", "agent"), Version: version})
+	banner := func(string) {
+		printer.mu.Lock()
+		defer printer.mu.Unlock()
+		fmt.Fprintf(stdout, "provtrail dev: central and an agent on this host\n")
+		fmt.Fprintf(stdout, "  central        %s (plain HTTP, loopback only)\n", url)
+		fmt.Fprintf(stdout, "  data dir       %s\n", dir)
+		fmt.Fprintf(stdout, "  configs        %s, %s\n", env.centralHCL, env.agentHCL)
+		fmt.Fprintf(stdout, "  keys           %s (dev keys, unencrypted)\n", env.keyDir)
+		fmt.Fprintf(stdout, "  log key        %s\n", filepath.Join(cfg.Central.DataDir, central.LogDir, central.LogKeyFile))
+		if authLog != "" {
+			fmt.Fprintf(stdout, "  following      %s (from its %s)\n", authLog, startAt)
+		} else {
+			fmt.Fprintf(stdout, "  following      none of %s exists yet; waiting for one to appear\n", strings.Join(authLogCandidates, ", "))
+		}
+		fmt.Fprintf(stdout, "  query          provtrail query --config %s [--user U] [--format ndjson]\n", env.centralHCL)
+		fmt.Fprintf(stdout, "  verify         provtrail verify --config %s\n", env.centralHCL)
+		fmt.Fprintf(stdout, "  agents         curl -s %s/v1/agents\n", url)
+		fmt.Fprintf(stdout, "Try: sudo useradd provtrail-demo && sudo userdel provtrail-demo\n")
+		fmt.Fprintf(stdout, "Events appear below as central stores them (Ctrl-C stops).\n\n")
+	}
+	a, err := agent.New(acfg, agent.Options{Registry: reg, Logger: log.With("component", "agent"), Version: version, Ready: banner})
 	if err != nil {
 		fmt.Fprintf(stderr, "provtrail dev: agent: %v\n", err)
 		return exitFailure
 	}
-
-	fmt.Fprintf(stdout, "provtrail dev: central and an agent on this host\n")
-	fmt.Fprintf(stdout, "  central        %s (plain HTTP, loopback only)\n", url)
-	fmt.Fprintf(stdout, "  data dir       %s\n", dir)
-	fmt.Fprintf(stdout, "  configs        %s, %s\n", env.centralHCL, env.agentHCL)
-	fmt.Fprintf(stdout, "  keys           %s (dev keys, unencrypted)\n", env.keyDir)
-	fmt.Fprintf(stdout, "  log key        %s\n", filepath.Join(cfg.Central.DataDir, central.LogDir, central.LogKeyFile))
-	if authLog != "" {
-		fmt.Fprintf(stdout, "  following      %s (from its %s)\n", authLog, startAt)
-	} else {
-		fmt.Fprintf(stdout, "  following      none of %s exists yet; waiting for one to appear\n", strings.Join(authLogCandidates, ", "))
-	}
-	fmt.Fprintf(stdout, "  query          provtrail query --config %s [--user U] [--format ndjson]\n", env.centralHCL)
-	fmt.Fprintf(stdout, "  verify         provtrail verify --config %s\n", env.centralHCL)
-	fmt.Fprintf(stdout, "  agents         curl -s %s/v1/agents\n", url)
-	fmt.Fprintf(stdout, "Try: sudo useradd provtrail-demo && sudo userdel provtrail-demo\n")
-	fmt.Fprintf(stdout, "Events appear below as central stores them (Ctrl-C stops).\n\n")
 
 	err = a.Run(ctx)
 	if err != nil && !errors.Is(err, context.Canceled) {

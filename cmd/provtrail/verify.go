@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/term"
-	"k8s.io/klog/v2"
 
 	"github.com/provtrail/provtrail/central"
 	"github.com/provtrail/provtrail/signer"
@@ -122,7 +121,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		cfg.Store = st
 	}
 	// fsck reports through klog: keep its warnings and errors only.
-	klog.SetSlogLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	routeKlog(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	rep, err := central.Audit(ctx, cfg)
 	if tty && cfg.Progress != nil {
 		fmt.Fprint(stderr, "\r\033[K")
