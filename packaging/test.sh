@@ -138,10 +138,14 @@ ok "systemd-analyze verify: clean"
 for u in $units; do
 	for want in Type=notify NotifyAccess=main WatchdogSec= StateDirectory= NoNewPrivileges=yes \
 		ProtectSystem=strict ProtectHome=yes PrivateTmp=yes SystemCallFilter=@system-service \
-		'ExecReload=/bin/kill -HUP $MAINPID' 'CapabilityBoundingSet=$' User=provtrail; do
+		'CapabilityBoundingSet=$' User=provtrail; do
 		grep -q "^$want" "$u" || fail "$u lacks $want"
 	done
 done
+grep -q '^ExecReload=/bin/kill -HUP $MAINPID$' /usr/lib/systemd/system/provtrail-agent.service ||
+	fail "agent unit cannot be reloaded with SIGHUP"
+grep -q '^ExecReload=' /usr/lib/systemd/system/provtrail-central.service &&
+	fail "central unit has ExecReload= but central does not handle SIGHUP (it would exit)"
 grep -q '^SupplementaryGroups=adm$' /usr/lib/systemd/system/provtrail-agent.service ||
 	fail "agent unit reads auth logs without SupplementaryGroups=adm"
 grep -q '^[^#]*CAP_' $units && fail "a unit grants a capability outside a comment"

@@ -80,7 +80,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if diags.HasErrors() {
 		return exitUsage
 	}
-	a, err := agent.New(cfg, agent.Options{Registry: reg, Logger: log, DrainTimeout: drain, Version: version})
+	if err := checkPrivateFiles(cfg.Path, cfg.Signer.KeyFile, cfg.Signer.PassphraseFile, cfg.Forward.KeyFile); err != nil {
+		fmt.Fprintf(stderr, "provtrail agent: %v\n", err)
+		return exitUsage
+	}
+	svc := newDaemonService(log)
+	ready := func(string) { svc.Ready(fmt.Sprintf("running %d collectors", len(cfg.Collectors))) }
+	a, err := agent.New(cfg, agent.Options{Registry: reg, Logger: log, DrainTimeout: drain, Version: version, Ready: ready})
 	if err != nil {
 		fmt.Fprintf(stderr, "provtrail agent: %v\n", err)
 		return exitFailure
@@ -91,6 +97,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	defer signal.Stop(hup)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	svc.Supervise(runCtx, nil)
 	go func() {
 		for {
 			select {
@@ -98,16 +105,24 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				return
 			case <-hup:
 				log.Info("SIGHUP: reloading configuration", "config", path)
+				svc.Reloading()
 				ncfg, diags := agent.LoadConfig(path, reg)
 				if diags.HasErrors() {
 					var b strings.Builder
 					hclconfig.WriteDiagnostics(&b, diags)
 					log.Error("reload: configuration has errors; keeping the running one", "diagnostics", b.String())
+					svc.Ready("reload failed: configuration has errors; running the previous one")
+					continue
+				}
+				if err := checkPrivateFiles(ncfg.Path, ncfg.Signer.KeyFile, ncfg.Signer.PassphraseFile, ncfg.Forward.KeyFile); err != nil {
+					log.Error("reload: keeping the running configuration", "err", err)
+					svc.Ready("reload refused: file permissions; running the previous configuration")
 					continue
 				}
 				if err := a.Reload(runCtx, ncfg); err != nil {
 					log.Error("reload", "err", err)
 				}
+				svc.Ready(fmt.Sprintf("running %d collectors", len(ncfg.Collectors)))
 			}
 		}
 	}()
