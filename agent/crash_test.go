@@ -3,9 +3,21 @@ package agent_test
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
-	"math/rand/v2"
+	"io"
+	"math/big"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +30,7 @@ import (
 
 	"github.com/provtrail/provtrail/event"
 	"github.com/provtrail/provtrail/internal/testenv"
+	"github.com/provtrail/provtrail/pipeline/positions"
 	"github.com/provtrail/provtrail/signer"
 )
 
@@ -49,66 +62,7 @@ func provtrailBinary(t *testing.T) string {
 	return binPath
 }
 
-type crashRig struct {
-	t       *testing.T
-	dir     string
-	bin     string
-	cfgPath string
-	authLog string
-	recv    *testenv.Receiver
-	runs    int
-}
-
-func newCrashRig(t *testing.T, hclExtra string, spoolMax string) *crashRig {
-	t.Helper()
-	dir := t.TempDir()
-	k, err := signer.GenerateKey(signer.KeyEd25519)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := signer.WriteKeyPair(dir, "agent", k, nil); err != nil {
-		t.Fatal(err)
-	}
-	r := &crashRig{t: t, dir: dir, bin: provtrailBinary(t), cfgPath: filepath.Join(dir, "agent.hcl"),
-		authLog: filepath.Join(dir, "auth.log")}
-	r.recv = testenv.StartReceiver(t, testenv.ReceiverOptions{Audience: "crash-central",
-		Agents: map[string]crypto.PublicKey{"host-1": k.Public()}, TLS: true})
-	if err := os.WriteFile(r.authLog, nil, 0o640); err != nil {
-		t.Fatal(err)
-	}
-	src := fmt.Sprintf(`
-agent {
-  id                 = "host-1"
-  state_dir          = %q
-  heartbeat_interval = "1h"
-}
-signer {
-  key_file = %q
-}
-forward {
-  url              = %q
-  audience         = "crash-central"
-  ca_file          = %q
-  batch_max_events = 20
-  batch_max_wait   = "30ms"
-  batch_max_bytes  = "64KiB"
-  spool_max_bytes  = %q
-}
-collector "authlog" "system" {
-  paths         = [%q]
-  start_at      = "beginning"
-  poll_interval = "50ms"
-  flush_after   = "50ms"
-}
-%s
-`, filepath.Join(dir, "state"), filepath.Join(dir, "agent.key"), r.recv.URL, r.recv.CAFile, spoolMax, r.authLog, hclExtra)
-	if err := os.WriteFile(r.cfgPath, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-// proc is one run of the agent binary.
+// proc is one run of a provtrail binary.
 type proc struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed once the process exited and was reaped
@@ -125,28 +79,145 @@ func (p *proc) wait(d time.Duration) *os.ProcessState {
 	}
 }
 
-// start runs the agent binary; its log goes to agent-N.log.
-func (r *crashRig) start() *proc {
-	r.t.Helper()
-	r.runs++
-	logf, err := os.Create(filepath.Join(r.dir, fmt.Sprintf("agent-%02d.log", r.runs)))
+func startProc(t *testing.T, logPath string, args ...string) *proc {
+	t.Helper()
+	logf, err := os.Create(logPath)
 	if err != nil {
-		r.t.Fatal(err)
+		t.Fatal(err)
 	}
-	cmd := exec.Command(r.bin, "agent", "--config", r.cfgPath, "--log-level", "debug", "--drain-timeout", "5s")
+	cmd := exec.Command(provtrailBinary(t), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		r.t.Fatal(err)
+		t.Fatal(err)
 	}
 	p := &proc{cmd: cmd, done: make(chan struct{})}
 	go func() { cmd.Wait(); logf.Close(); close(p.done) }()
 	return p
 }
 
+// sink is where the agent sends batches: the test receiver or a real
+// central.
+type sink interface {
+	URL() string
+	CA() string
+	// Names returns the target user names of the stored events, in stored
+	// order.
+	Names(t *testing.T) []string
+	// Streams returns the number of chain streams the agent has and
+	// whether all of them are unbroken.
+	Streams(t *testing.T) (int, bool)
+}
+
+type receiverSink struct{ r *testenv.Receiver }
+
+func (s receiverSink) URL() string { return s.r.URL }
+func (s receiverSink) CA() string  { return s.r.CAFile }
+func (s receiverSink) Names(t *testing.T) []string {
+	var out []string
+	for _, b := range s.r.Batches() {
+		for _, line := range b.Events {
+			var e event.Event
+			if err := json.Unmarshal(line, &e); err != nil {
+				t.Fatal(err)
+			}
+			if err := event.Validate(&e); err != nil {
+				t.Errorf("invalid event at central: %v", err)
+			}
+			out = append(out, e.Target.User.Name)
+		}
+	}
+	return out
+}
+func (s receiverSink) Streams(t *testing.T) (int, bool) {
+	streams := map[string]uint64{}
+	ok := true
+	for _, b := range s.r.Batches() {
+		next, seen := streams[b.Stream]
+		if (!seen && b.Seq != 0) || (seen && b.Seq != next) {
+			ok = false
+		}
+		streams[b.Stream] = b.Seq + 1
+	}
+	v := s.r.Verdicts()
+	if v["fork"]+v["bad_signature"]+v["unknown_key"]+v["gap"]+v["malformed"] > 0 {
+		t.Logf("verdicts: %v", v)
+		ok = false
+	}
+	return len(streams), ok
+}
+
+type crashRig struct {
+	t       *testing.T
+	dir     string
+	cfgPath string
+	authLog string
+	sink    sink
+	runs    int
+}
+
+// newCrashRig writes an agent key and agent.hcl with the real authlog
+// collector; mkSink starts the sink for the agent's public key.
+func newCrashRig(t *testing.T, audience, spoolMax string, mkSink func(dir string, pub crypto.PublicKey, pubPath string) sink) *crashRig {
+	t.Helper()
+	dir := t.TempDir()
+	k, err := signer.GenerateKey(signer.KeyEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, pubPath, err := signer.WriteKeyPair(dir, "agent", k, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &crashRig{t: t, dir: dir, cfgPath: filepath.Join(dir, "agent.hcl"), authLog: filepath.Join(dir, "auth.log")}
+	r.sink = mkSink(dir, k.Public(), pubPath)
+	if err := os.WriteFile(r.authLog, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	src := fmt.Sprintf(`
+agent {
+  id                 = "host-1"
+  state_dir          = %q
+  heartbeat_interval = "1h"
+}
+signer {
+  key_file = %q
+}
+forward {
+  url              = %q
+  audience         = %q
+  ca_file          = %q
+  batch_max_events = 20
+  batch_max_wait   = "30ms"
+  batch_max_bytes  = "64KiB"
+  spool_max_bytes  = %q
+}
+collector "authlog" "system" {
+  paths         = [%q]
+  start_at      = "beginning"
+  poll_interval = "50ms"
+  flush_after   = "50ms"
+}
+`, filepath.Join(dir, "state"), filepath.Join(dir, "agent.key"), r.sink.URL(), audience, r.sink.CA(), spoolMax, r.authLog)
+	if err := os.WriteFile(r.cfgPath, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (r *crashRig) startAgent() *proc {
+	r.t.Helper()
+	r.runs++
+	return startProc(r.t, filepath.Join(r.dir, fmt.Sprintf("agent-%02d.log", r.runs)),
+		"agent", "--config", r.cfgPath, "--log-level", "debug", "--drain-timeout", "5s")
+}
+
 func (r *crashRig) logs() string {
 	var b strings.Builder
-	m, _ := filepath.Glob(filepath.Join(r.dir, "agent-*.log"))
+	m, _ := filepath.Glob(filepath.Join(r.dir, "*.log"))
 	for _, p := range m {
+		if filepath.Base(p) == "auth.log" {
+			continue
+		}
 		data, _ := os.ReadFile(p)
 		fmt.Fprintf(&b, "==== %s\n%s", filepath.Base(p), data)
 	}
@@ -156,8 +227,10 @@ func (r *crashRig) logs() string {
 // authWriter appends useradd lines to the auth log, as useradd's syslog
 // would, and counts them.
 type authWriter struct {
-	f *os.File
-	n atomic.Int64
+	f    *os.File
+	n    atomic.Int64
+	stop chan struct{}
+	wg   sync.WaitGroup
 }
 
 func (w *authWriter) write(k int) error {
@@ -173,109 +246,54 @@ func (w *authWriter) write(k int) error {
 	return err
 }
 
-// check verifies that central holds user0..user(n-1) exactly once each, in
-// order, in one unbroken stream.
-func (r *crashRig) check(n int) {
-	r.t.Helper()
-	batches := r.recv.Batches()
-	streams := map[string]bool{}
-	seen := map[string]int{}
-	next := 0
-	var lastSeq uint64
-	for i, b := range batches {
-		streams[b.Stream] = true
-		if i > 0 && b.Seq != lastSeq+1 {
-			r.t.Fatalf("accepted seq %d after %d", b.Seq, lastSeq)
-		}
-		lastSeq = b.Seq
-		for _, line := range b.Events {
-			var e event.Event
-			if err := json.Unmarshal(line, &e); err != nil {
-				r.t.Fatal(err)
-			}
-			if err := event.Validate(&e); err != nil {
-				r.t.Errorf("invalid event at central: %v", err)
-			}
-			name := e.Target.User.Name
-			seen[name]++
-			if name != fmt.Sprintf("user%d", next) {
-				r.t.Fatalf("event %d at central is %s, want user%d (order or exactly-once broken)", next, name, next)
-			}
-			next++
-		}
-	}
-	if len(streams) != 1 {
-		r.t.Fatalf("chain is not one unbroken stream: %d streams", len(streams))
-	}
-	if next != n {
-		r.t.Fatalf("central holds %d events, want %d", next, n)
-	}
-	for name, c := range seen {
-		if c != 1 {
-			r.t.Fatalf("%s stored %d times", name, c)
-		}
-	}
-	if batches[0].Seq != 0 {
-		r.t.Fatalf("first accepted seq is %d", batches[0].Seq)
-	}
-}
-
-func waitEvents(t *testing.T, recv *testenv.Receiver, n int, d time.Duration) bool {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if recv.EventCount() >= n {
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
-}
-
-// TestCrashExactlyOnce kills the real agent binary with SIGKILL at random
-// moments while useradd lines keep arriving in a real auth log, restarts it
-// each time, and proves that central got every change exactly once, in
-// order, in one unbroken chain.
-func TestCrashExactlyOnce(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and kills the agent binary")
-	}
-	r := newCrashRig(t, "", "64MiB")
+// startWriter keeps appending a few lines every few milliseconds until
+// stopWriter.
+func (r *crashRig) startWriter() *authWriter {
 	f, err := os.OpenFile(r.authLog, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
-		t.Fatal(err)
+		r.t.Fatal(err)
 	}
-	defer f.Close()
-	w := &authWriter{f: f}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
+	w := &authWriter{f: f, stop: make(chan struct{})}
+	w.wg.Add(1)
 	go func() {
-		defer wg.Done()
+		defer w.wg.Done()
 		for {
 			select {
-			case <-stop:
+			case <-w.stop:
 				return
-			case <-time.After(time.Duration(5+rand.IntN(20)) * time.Millisecond):
+			case <-time.After(time.Duration(5+mrand.IntN(20)) * time.Millisecond):
 			}
-			if err := w.write(1 + rand.IntN(8)); err != nil {
-				t.Error(err)
+			if err := w.write(1 + mrand.IntN(8)); err != nil {
+				r.t.Error(err)
 				return
 			}
 		}
 	}()
+	return w
+}
 
-	const kills = 24
+func (w *authWriter) stopWriter() int {
+	close(w.stop)
+	w.wg.Wait()
+	w.f.Close()
+	return int(w.n.Load())
+}
+
+// killLoop starts the agent and SIGKILLs it at a random moment, kills
+// times, while the writer appends lines. It returns the lines written.
+func (r *crashRig) killLoop(kills int) int {
+	t := r.t
+	w := r.startWriter()
 	for i := range kills {
-		p := r.start()
+		p := r.startAgent()
 		// Early kills land in start-up (recovery, chain open); later ones
 		// in the middle of reading, sealing, spooling and forwarding.
 		var d time.Duration
 		switch i % 3 {
 		case 0:
-			d = time.Duration(rand.IntN(150)) * time.Millisecond
+			d = time.Duration(mrand.IntN(150)) * time.Millisecond
 		default:
-			d = time.Duration(150+rand.IntN(900)) * time.Millisecond
+			d = time.Duration(150+mrand.IntN(900)) * time.Millisecond
 		}
 		time.Sleep(d)
 		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -285,16 +303,23 @@ func TestCrashExactlyOnce(t *testing.T) {
 			t.Fatalf("agent %d did not die", i)
 		}
 	}
-	close(stop)
-	wg.Wait()
-	n := int(w.n.Load())
-	t.Logf("%d lines written across %d SIGKILLed runs; central holds %d events so far", n, kills, r.recv.EventCount())
+	return w.stopWriter()
+}
 
-	p := r.start()
-	if !waitEvents(t, r.recv, n, 60*time.Second) {
-		p.cmd.Process.Signal(syscall.SIGKILL)
-		p.wait(10 * time.Second)
-		t.Fatalf("central has %d of %d events\n%s", r.recv.EventCount(), n, r.logs())
+// finish runs the agent until the sink holds n events, stops it with
+// SIGTERM, and checks that every line arrived exactly once, in order, in
+// one unbroken chain.
+func (r *crashRig) finish(n int) {
+	t := r.t
+	p := r.startAgent()
+	deadline := time.Now().Add(90 * time.Second)
+	for len(r.sink.Names(t)) < n {
+		if time.Now().After(deadline) {
+			p.cmd.Process.Signal(syscall.SIGKILL)
+			p.wait(10 * time.Second)
+			t.Fatalf("sink has %d of %d events\n%s", len(r.sink.Names(t)), n, r.logs())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond) // would any extra (duplicate) event arrive?
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -303,17 +328,348 @@ func TestCrashExactlyOnce(t *testing.T) {
 	if st := p.wait(10 * time.Second); st == nil || st.ExitCode() != 0 {
 		t.Fatalf("agent did not stop cleanly on SIGTERM: %v\n%s", st, r.logs())
 	}
-	r.check(n)
-	v := r.recv.Verdicts()
-	if v["fork"]+v["bad_signature"]+v["unknown_key"]+v["gap"]+v["malformed"] > 0 {
-		t.Fatalf("central saw a broken chain: %v", v)
+	names := r.sink.Names(t)
+	if len(names) != n {
+		t.Fatalf("sink holds %d events, want %d", len(names), n)
 	}
-	t.Logf("verdicts: %v (duplicates are resends after a kill, acknowledged and stored once)", v)
+	for i, name := range names {
+		if name != fmt.Sprintf("user%d", i) {
+			t.Fatalf("event %d is %s, want user%d (order or exactly-once broken)", i, name, i)
+		}
+	}
+	streams, ok := r.sink.Streams(t)
+	if streams != 1 || !ok {
+		t.Fatalf("chain: %d streams, unbroken=%v\n%s", streams, ok, r.logs())
+	}
 	logs := r.logs()
-	for _, bad := range []string{"chain reset", "REJECTED"} {
+	for _, bad := range []string{"signed batches were lost", "chain reset", "REJECTED", "cannot be read again"} {
 		if strings.Contains(logs, bad) {
 			t.Fatalf("agent logged %q:\n%s", bad, logs)
 		}
 	}
-	t.Logf("torn spool tails repaired across runs: %d", strings.Count(logs, "torn tail cut off"))
+	t.Logf("%d lines, %d SIGKILLed runs; torn spool tails repaired: %d; chain completions after a kill: %d",
+		n, r.runs-1, strings.Count(logs, "torn tail cut off"), strings.Count(logs, "completing interrupted seal"))
+}
+
+// TestCrashExactlyOnce kills the real agent binary with SIGKILL at random
+// moments while useradd lines keep arriving in a real auth log, restarts it
+// each time, and proves with a verifying receiver that every change arrived
+// exactly once, in order, in one unbroken chain.
+func TestCrashExactlyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills the agent binary")
+	}
+	var recv *testenv.Receiver
+	r := newCrashRig(t, "crash-central", "64MiB", func(_ string, pub crypto.PublicKey, _ string) sink {
+		recv = testenv.StartReceiver(t, testenv.ReceiverOptions{Audience: "crash-central",
+			Agents: map[string]crypto.PublicKey{"host-1": pub}, TLS: true})
+		return receiverSink{recv}
+	})
+	n := r.killLoop(24)
+	r.finish(n)
+	t.Logf("verdicts: %v (duplicates are resends after a kill, acknowledged and stored once)", recv.Verdicts())
+}
+
+// TestCrashExactlyOnceRealCentral is TestCrashExactlyOnce against the real
+// central binary (transparency log, SQLite store): central de-duplicates
+// resends and reports the chain's health.
+func TestCrashExactlyOnceRealCentral(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills the agent binary")
+	}
+	r := newCrashRig(t, "crash-central", "64MiB", func(dir string, _ crypto.PublicKey, pubPath string) sink {
+		return startCentral(t, dir, "crash-central", pubPath)
+	})
+	n := r.killLoop(20)
+	r.finish(n)
+}
+
+// TestReceiverDownSpoolFullPauses takes the receiver down while lines keep
+// arriving: the real agent fills its small spool, stops reading the auth
+// log (the file stays unread, nothing is dropped), and delivers everything
+// in order once the receiver is back.
+func TestReceiverDownSpoolFullPauses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the agent binary")
+	}
+	var recv *testenv.Receiver
+	r := newCrashRig(t, "crash-central", "256KiB", func(_ string, pub crypto.PublicKey, _ string) sink {
+		recv = testenv.StartReceiver(t, testenv.ReceiverOptions{Audience: "crash-central",
+			Agents: map[string]crypto.PublicKey{"host-1": pub}, TLS: true})
+		return receiverSink{recv}
+	})
+	recv.SetDown(true)
+	p := r.startAgent()
+	w := r.startWriter()
+	// Under load until the spool is full and the agent says so.
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(r.logs(), "spool full") {
+		if time.Now().After(deadline) {
+			t.Fatalf("spool never filled\n%s", r.logs())
+		}
+		w.write(200)
+		time.Sleep(20 * time.Millisecond)
+	}
+	n := w.stopWriter()
+	// Paused: the committed read offset stays put, well short of the end
+	// of the file (the rest stays unread on disk, nothing is dropped).
+	fi, _ := os.Stat(r.authLog)
+	offset := func() int64 {
+		time.Sleep(1500 * time.Millisecond) // the positions file is written every second
+		ps, err := positions.Open(filepath.Join(r.dir, "state", "positions.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pos struct {
+			Files []struct {
+				Offset int64 `json:"offset"`
+			} `json:"files"`
+		}
+		if err := json.Unmarshal(ps.Get("authlog/system"), &pos); err != nil || len(pos.Files) == 0 {
+			t.Fatalf("authlog position %q: %v", ps.Get("authlog/system"), err)
+		}
+		return pos.Files[0].Offset
+	}
+	o1 := offset()
+	o2 := offset()
+	t.Logf("spool full with %d lines written (%d bytes); read offset stays at %d", n, fi.Size(), o2)
+	if o1 != o2 || o2 >= fi.Size() {
+		t.Fatalf("collection did not pause: offset %d then %d of %d bytes", o1, o2, fi.Size())
+	}
+	if len(r.sink.Names(t)) != 0 {
+		t.Fatal("receiver accepted while down")
+	}
+	recv.SetDown(false)
+	deadline = time.Now().Add(60 * time.Second)
+	for len(r.sink.Names(t)) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the receiver came back: %d of %d events\n%s", len(r.sink.Names(t)), n, r.logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if st := p.wait(10 * time.Second); st == nil || st.ExitCode() != 0 {
+		t.Fatalf("agent did not stop cleanly: %v", st)
+	}
+	names := r.sink.Names(t)
+	for i, name := range names {
+		if name != fmt.Sprintf("user%d", i) {
+			t.Fatalf("event %d is %s, want user%d", i, name, i)
+		}
+	}
+	if len(names) != n {
+		t.Fatalf("%d events, want %d", len(names), n)
+	}
+	if streams, ok := r.sink.Streams(t); streams != 1 || !ok {
+		t.Fatalf("chain: %d streams, unbroken=%v", streams, ok)
+	}
+	if !strings.Contains(r.logs(), "collection resumes") {
+		t.Fatalf("agent never said collection resumed\n%s", r.logs())
+	}
+}
+
+// centralSink is the real central binary.
+type centralSink struct {
+	url, ca string
+	client  *http.Client
+	p       *proc
+}
+
+func (c *centralSink) URL() string { return c.url }
+func (c *centralSink) CA() string  { return c.ca }
+
+func (c *centralSink) get(t *testing.T, path string, v any) {
+	t.Helper()
+	resp, err := c.client.Get(c.url + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+}
+
+func (c *centralSink) Names(t *testing.T) []string {
+	t.Helper()
+	type ev struct {
+		Time   time.Time `json:"time"`
+		Target struct {
+			User struct {
+				Name string `json:"name"`
+			} `json:"user"`
+		} `json:"target"`
+	}
+	var all []ev
+	after := ""
+	for {
+		var page struct {
+			Events []ev   `json:"events"`
+			Next   string `json:"next"`
+		}
+		q := url.Values{"limit": {"1000"}}
+		if after != "" {
+			q.Set("after", after)
+		}
+		c.get(t, "/v1/events?"+q.Encode(), &page)
+		all = append(all, page.Events...)
+		if page.Next == "" || len(page.Events) == 0 {
+			break
+		}
+		after = page.Next
+	}
+	// Central answers newest first or by time; the lines' times increase
+	// with their number, so time order is write order.
+	for i := 1; i < len(all); i++ {
+		for j := i; j > 0 && all[j].Time.Before(all[j-1].Time); j-- {
+			all[j], all[j-1] = all[j-1], all[j]
+		}
+	}
+	out := make([]string, len(all))
+	for i, e := range all {
+		out[i] = e.Target.User.Name
+	}
+	return out
+}
+
+func (c *centralSink) Streams(t *testing.T) (int, bool) {
+	t.Helper()
+	var resp struct {
+		Agents []struct {
+			ID      string `json:"id"`
+			Streams []struct {
+				Chain  string `json:"chain"`
+				Detail string `json:"detail"`
+			} `json:"streams"`
+		} `json:"agents"`
+	}
+	c.get(t, "/v1/agents", &resp)
+	for _, a := range resp.Agents {
+		if a.ID != "host-1" {
+			continue
+		}
+		ok := true
+		for _, s := range a.Streams {
+			if s.Chain != "ok" {
+				t.Logf("stream chain %s: %s", s.Chain, s.Detail)
+				ok = false
+			}
+		}
+		return len(a.Streams), ok
+	}
+	return 0, false
+}
+
+// startCentral runs the real central binary on a free loopback port with a
+// self-signed certificate, enrolling the agent by its public key.
+func startCentral(t *testing.T, dir, audience, agentPub string) *centralSink {
+	t.Helper()
+	cdir := filepath.Join(dir, "central")
+	if err := os.MkdirAll(cdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM := selfSigned(t)
+	certPath, keyPath := filepath.Join(cdir, "tls.crt"), filepath.Join(cdir, "tls.key")
+	os.WriteFile(certPath, certPEM, 0o600)
+	os.WriteFile(keyPath, keyPEM, 0o600)
+	lk, err := signer.GenerateKey(signer.KeyEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logKey, _, err := signer.WriteKeyPair(cdir, "log", lk, []byte("log-pass"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	passPath := filepath.Join(cdir, "log.pass")
+	os.WriteFile(passPath, []byte("log-pass\n"), 0o600)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := fmt.Sprintf(`
+central {
+  listen   = %q
+  data_dir = %q
+  audience = %q
+}
+tls {
+  cert_file = %q
+  key_file  = %q
+}
+log_signer {
+  key_file        = %q
+  passphrase_file = %q
+  origin          = "test.local/provtrail"
+}
+agent "host-1" {
+  public_key_file = %q
+}
+`, addr, filepath.Join(cdir, "data"), audience, certPath, keyPath, logKey, passPath, agentPub)
+	cfgPath := filepath.Join(cdir, "central.hcl")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, filepath.Join(dir, "central.log"), "central", "--config", cfgPath)
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		if p.wait(10*time.Second) == nil {
+			p.cmd.Process.Kill()
+			p.wait(5 * time.Second)
+		}
+	})
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	c := &centralSink{url: "https://" + addr, ca: certPath, p: p,
+		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := c.client.Get(c.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return c
+			}
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "central.log"))
+			t.Fatalf("central did not come up: %v\n%s", err, log)
+		}
+		select {
+		case <-p.done:
+			log, _ := os.ReadFile(filepath.Join(dir, "central.log"))
+			t.Fatalf("central exited: %v\n%s", p.cmd.ProcessState, log)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "central.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }

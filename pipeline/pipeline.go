@@ -437,17 +437,25 @@ func (p *Pipeline) batchLoop(ctx context.Context, jobs chan<- sealJob, sealDone 
 		}
 	}
 	enqueue := func(j sealJob) error {
-		select {
-		case jobs <- j:
-			lastEnqueue = time.Now()
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-sealDone:
-			if err == nil {
-				err = errors.New("pipeline: sealer stopped")
+		for {
+			select {
+			case jobs <- j:
+				lastEnqueue = time.Now()
+				return nil
+			case <-posTick.C:
+				// Backpressure can keep us here for long: keep the
+				// positions file current meanwhile.
+				if _, err := p.CommitPositions(); err != nil {
+					p.log.Error("commit positions", "err", err)
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			case err := <-sealDone:
+				if err == nil {
+					err = errors.New("pipeline: sealer stopped")
+				}
+				return err
 			}
-			return err
 		}
 	}
 	flush := func() error {
