@@ -2,18 +2,40 @@
 // batches from agents against their enrolled keys and per-stream chain
 // state, appends every accepted batch header to a tamper-evident
 // transparency log (RFC 6962 tiles via tessera, C2SP signed-note
-// checkpoints), stores and indexes the events in SQLite, and serves
-// receipts, proofs, queries and the agents' chain health over HTTP.
+// checkpoints), stores the batches and indexes their events in SQLite, and
+// serves receipts, proofs, queries and the agents' chain health over HTTP.
 //
 // # Guarantees
 //
 // A batch is acknowledged (HTTP 200, verdict "accepted") only after its
-// header is durably sequenced in the log and its events, body and the new
-// stream state are committed to the store in one transaction. A resent
-// batch gets verdict "duplicate" and the original receipt; it is stored
-// once. A rejected batch leaves nothing in the store; fork and forgery
-// evidence is kept aside in the evidence table and raised as an alert.
+// header is durably sequenced in the log and the batch (header envelope and
+// body, which holds the events) and the new stream state are committed to
+// the store in one transaction. Acks never wait for a checkpoint to be
+// published (DefaultCheckpointInterval): agents fetch inclusion proofs for
+// their receipts later. Events are indexed for queries right after the
+// commit by the store's indexer, in larger transactions; after a crash the
+// indexer resumes from its watermark using the stored bodies. When the
+// index backlog passes IngestConfig.MaxIndexBacklog new batches get 503
+// with Retry-After.
 //
-// Checkpoints are published asynchronously (DefaultCheckpointInterval);
-// agents fetch inclusion proofs for their receipts later.
+// A resent batch gets verdict "duplicate" and the original receipt; it is
+// stored once. A rejected batch leaves nothing in the store; fork and
+// forgery evidence is kept aside in the evidence table and raised as an
+// alert. A leaf logged just before a crash, whose batch never reached the
+// store, is reused when the agent resends the batch (Ingester.Reconcile).
+//
+// # HTTP API
+//
+//	POST /v1/batches                      signer wire batch -> Receipt (JSON)
+//	POST /v1/enroll                       EnrollRequest -> EnrollResponse
+//	GET  /v1/checkpoint                   latest signed checkpoint (text)
+//	GET  /v1/proofs/index/{i}             Proof (inclusion, with c2sp tlog-proof text)
+//	GET  /v1/proofs/agents/{a}/streams/{s}/seqs/{n}
+//	GET  /v1/consistency?from=M&to=N      ConsistencyProof
+//	GET  /v1/batches/index/{i}            StoredBatch (envelope and body, for auditors)
+//	GET  /v1/log/checkpoint, /v1/log/tile/...  the log's tlog-tiles resources
+//	GET  /v1/events?actor=&user=&group=&action=&system=&host=&since=&until=&after=&limit=
+//	GET  /v1/agents, /v1/alerts, /healthz, /readyz, /metrics
+//
+// Audit (provtrail verify) re-checks all of it offline or over this API.
 package central

@@ -118,6 +118,13 @@ type testCentral struct {
 
 func startTestCentral(t testing.TB, agentIDs ...string) *testCentral {
 	t.Helper()
+	return startTestCentralWith(t, nil, agentIDs...)
+}
+
+// startTestCentralWith is startTestCentral with a chance to change the
+// configuration before central starts.
+func startTestCentralWith(t testing.TB, mutate func(*Config), agentIDs ...string) *testCentral {
+	t.Helper()
 	dir := t.TempDir()
 	certFile, keyFile, pool := testPKI(t, dir)
 	logPriv, err := signer.GenerateKey(signer.KeyEd25519)
@@ -141,6 +148,9 @@ func startTestCentral(t testing.TB, agentIDs ...string) *testCentral {
 		a := newTestAgent(t, dir, id)
 		tc.agents[id] = a
 		cfg.Agents = append(cfg.Agents, AgentEntry{ID: id, PublicKeyFile: a.PubFile})
+	}
+	if mutate != nil {
+		mutate(cfg)
 	}
 	tc.cfg = cfg
 	srv, err := New(context.Background(), cfg, Options{CheckpointInterval: 200 * time.Millisecond})

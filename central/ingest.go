@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/provtrail/provtrail/central/alerts"
 	"github.com/provtrail/provtrail/event"
 	"github.com/provtrail/provtrail/signer"
 )
@@ -88,6 +89,8 @@ type Ingester struct {
 
 	// onStored is called after each accepted batch is committed.
 	onStored func(ctx context.Context, b Batch, events []StoredEvent)
+	// raise sends a built-in alert to the notifiers (nil: none).
+	raise func(ctx context.Context, a alerts.Alert)
 
 	mu    sync.Mutex
 	locks map[string]*streamLock
@@ -427,6 +430,21 @@ func (in *Ingester) noteStreamStart(ctx context.Context, h *signer.Header) {
 	if err := in.store.AddEvidence(ctx, Evidence{}, Alert{Kind: "stream_reset", Severity: "high", AgentID: h.AgentID, StreamID: h.StreamID, Message: msg}); err != nil {
 		in.logger.Warn("raise stream reset alert", "err", err)
 	}
+	in.notify(ctx, alerts.BuiltinStreamReset, "high", h.AgentID, h.StreamID, h.Seq, msg)
+}
+
+// notify sends a built-in alert, already recorded in the store, to the
+// alert engine's notifiers.
+func (in *Ingester) notify(ctx context.Context, rule, severity, agent, stream string, seq uint64, msg string) {
+	if in.raise == nil {
+		return
+	}
+	sum := sha256.Sum256([]byte(msg))
+	in.raise(ctx, alerts.Alert{
+		ID:   fmt.Sprintf("%s/%s/%s/%d/%x", rule, truncateStr(agent, 64), stream, seq, sum[:8]),
+		Rule: rule, Builtin: true, Severity: severity, Time: time.Now(), Summary: msg, Agent: agent,
+		Details: map[string]string{"recorded": "central", "stream_id": stream, "seq": fmt.Sprint(seq)},
+	})
 }
 
 func (in *Ingester) fillLog(ctx context.Context, r *Receipt, idx uint64) {
@@ -458,6 +476,11 @@ func (in *Ingester) keepEvidence(ctx context.Context, kind string, b *signer.Bat
 	}
 	in.metrics.alert(kind)
 	in.logger.Warn("alert", "kind", kind, "agent", h.AgentID, "stream", h.StreamID, "seq", h.Seq, "reason", reason)
+	rule := alerts.BuiltinForgedBatch
+	if kind == "fork" {
+		rule = alerts.BuiltinFork
+	}
+	in.notify(ctx, rule, "critical", h.AgentID, h.StreamID, h.Seq, msg)
 }
 
 // indexFields is the part of an event the store indexes.

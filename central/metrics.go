@@ -36,7 +36,7 @@ func NewMetrics() *Metrics {
 			Name: "provtrail_central_unparsed_events_total", Help: "Body lines of accepted batches that are not schema events (stored unindexed).",
 		}),
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "provtrail_central_alerts_total", Help: "Alerts raised, by kind.",
+			Name: "provtrail_central_evidence_alerts_total", Help: "Built-in alerts raised by ingest (fork, forgery, gap), by kind.",
 		}, []string{"kind"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "provtrail_central_ingest_seconds", Help: "Time from a batch's arrival to its receipt.",

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/provtrail/provtrail/central/alerts"
 	"github.com/provtrail/provtrail/signer"
 )
 
@@ -48,7 +49,14 @@ type Server struct {
 	bgCancel context.CancelFunc
 	bgDone   chan struct{}
 	closed   bool
+
+	engine   *alerts.Engine
+	evalCh   chan []IndexedBatch
+	evalDone chan struct{}
 }
+
+// AlertStateFile keeps the alert engine's windows across restarts.
+const AlertStateFile = "alert-state.json"
 
 // LogDir and StoreDir name central's directories in data_dir.
 const (
@@ -95,6 +103,25 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		return fail(err)
 	}
 	s.ingester.onStored = opts.OnStored
+	if cfg.Alerts != nil {
+		s.engine, err = alerts.New(ctx, cfg.Alerts, cfg.EvalContext, alerts.Options{
+			Sink: store, State: alerts.FileState{Path: filepath.Join(cfg.Central.DataDir, AlertStateFile)},
+			Logger: logger.With("component", "alerts"), Registerer: s.metrics.Registry,
+		})
+		if err != nil {
+			return fail(fmt.Errorf("alerts: %w", err))
+		}
+		s.ingester.raise = func(ctx context.Context, a alerts.Alert) {
+			if err := s.engine.Raise(ctx, a); err != nil {
+				logger.Warn("raise alert", "rule", a.Rule, "err", err)
+			}
+		}
+		// Rules run over events once they are indexed, off the indexer's
+		// goroutine (a full channel holds the indexer back).
+		s.evalCh, s.evalDone = make(chan []IndexedBatch, 16), make(chan struct{})
+		go s.evaluate()
+		store.SetIndexHook(func(bs []IndexedBatch) { s.evalCh <- bs })
+	}
 	if _, err := s.ingester.Reconcile(ctx); err != nil {
 		return fail(fmt.Errorf("reconcile log and store: %w", err))
 	}
@@ -317,7 +344,36 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-s.bgDone
 	}
 	errs = append(errs, s.log.Close(ctx), s.store.Close())
+	if s.engine != nil {
+		// The store's Close indexed (and handed over) everything committed.
+		close(s.evalCh)
+		<-s.evalDone
+		s.engine.Close()
+	}
 	return errors.Join(errs...)
+}
+
+// evaluate runs the alert rules over newly indexed events.
+func (s *Server) evaluate() {
+	defer close(s.evalDone)
+	ctx := context.Background()
+	for bs := range s.evalCh {
+		var evs []alerts.Indexed
+		for _, b := range bs {
+			for _, se := range b.Events {
+				e, err := DecodeEvent(se)
+				if err != nil {
+					continue // unparsed lines were counted at ingest
+				}
+				evs = append(evs, alerts.Indexed{Event: &e, LogIndex: int64(b.LogIndex)})
+			}
+		}
+		if len(evs) > 0 {
+			if err := s.engine.Evaluate(ctx, evs); err != nil {
+				s.logger.Warn("evaluate alert rules", "err", err)
+			}
+		}
+	}
 }
 
 // watchGaps raises an alert for each chain gap that stays open longer
@@ -351,6 +407,7 @@ func (s *Server) watchGaps(ctx context.Context) {
 			if err := s.store.AddEvidence(ctx, Evidence{}, Alert{Kind: "gap", Severity: "high", AgentID: st.AgentID, StreamID: st.StreamID, Message: msg}); err == nil {
 				s.metrics.alert("gap")
 				s.logger.Warn("alert", "kind", "gap", "agent", st.AgentID, "stream", st.StreamID, "detail", st.StatusDetail)
+				s.ingester.notify(ctx, alerts.BuiltinGap, "high", st.AgentID, st.StreamID, uint64(max(st.LastSeq, 0)), msg)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package central
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
+	"github.com/provtrail/provtrail/central/alerts"
 	"github.com/provtrail/provtrail/signer"
 )
 
@@ -133,6 +135,13 @@ CREATE TABLE index_state (
 );
 INSERT INTO index_state (id, through_batch) VALUES (1, COALESCE((SELECT MAX(id) FROM batches), 0));
 `,
+	// 3: alerts raised by rules (central/alerts) carry their own id, so a
+	// re-evaluation after a restart does not record them twice.
+	`
+ALTER TABLE alerts ADD COLUMN alert_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN details TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX alerts_alert_id ON alerts (alert_id) WHERE alert_id <> '';
+`,
 }
 
 // SQLite is the embedded Store: one database file in WAL mode. Writes go
@@ -163,6 +172,24 @@ type SQLite struct {
 	stopIndex chan struct{}
 	indexDone chan struct{}
 	readOnly  bool
+	// onIndexed is called (from the indexer) after each index transaction.
+	onIndexed func([]IndexedBatch)
+}
+
+// IndexedBatch is one batch whose events were just indexed.
+type IndexedBatch struct {
+	BatchID  int64
+	LogIndex uint64
+	Events   []StoredEvent
+}
+
+// SetIndexHook sets a function called after each index transaction with
+// the batches it indexed, in order. Set it before the first batch is
+// committed; it runs on the indexer goroutine and may block it.
+func (s *SQLite) SetIndexHook(fn func([]IndexedBatch)) {
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	s.onIndexed = fn
 }
 
 type writeReq struct {
@@ -625,8 +652,9 @@ func (s *SQLite) indexer() {
 }
 
 type indexBatch struct {
-	id     int64
-	events []StoredEvent
+	id       int64
+	logIndex uint64
+	events   []StoredEvent
 }
 
 // indexSome indexes the next batches after the watermark and returns how
@@ -635,18 +663,19 @@ func (s *SQLite) indexSome(ctx context.Context) (int, error) {
 	s.imu.Lock()
 	from := s.indexed
 	s.imu.Unlock()
-	rows, err := s.db.QueryContext(ctx, `SELECT id, events FROM batches WHERE id > ? ORDER BY id LIMIT 256`, from)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, log_index, events FROM batches WHERE id > ? ORDER BY id LIMIT 256`, from)
 	if err != nil {
 		return 0, err
 	}
 	type ref struct {
-		id     int64
-		events int
+		id       int64
+		logIndex int64
+		events   int
 	}
 	var refs []ref
 	for rows.Next() {
 		var r ref
-		if err := rows.Scan(&r.id, &r.events); err != nil {
+		if err := rows.Scan(&r.id, &r.logIndex, &r.events); err != nil {
 			rows.Close()
 			return 0, err
 		}
@@ -671,7 +700,7 @@ func (s *SQLite) indexSome(ctx context.Context) (int, error) {
 				return 0, err
 			}
 		}
-		todo = append(todo, indexBatch{r.id, evs})
+		todo = append(todo, indexBatch{r.id, uint64(r.logIndex), evs})
 		total += r.events
 	}
 	last := todo[len(todo)-1].id
@@ -695,7 +724,15 @@ func (s *SQLite) indexSome(ctx context.Context) (int, error) {
 	s.indexed = last
 	close(s.indexedCh)
 	s.indexedCh = make(chan struct{})
+	hook := s.onIndexed
 	s.imu.Unlock()
+	if hook != nil {
+		out := make([]IndexedBatch, len(todo))
+		for i, b := range todo {
+			out[i] = IndexedBatch{BatchID: b.id, LogIndex: b.logIndex, Events: b.events}
+		}
+		hook(out)
+	}
 	return len(todo), nil
 }
 
@@ -947,6 +984,31 @@ func (s *SQLite) AddEvidence(ctx context.Context, ev Evidence, alert Alert) erro
 			unixNano(alert.Time), alert.Kind, alert.Severity, alert.AgentID, alert.StreamID, alert.Message, evID)
 		if err != nil {
 			return fmt.Errorf("insert alert: %w", err)
+		}
+		return nil
+	})
+}
+
+// SaveAlert records an alert raised by the rule engine (alerts.Sink). An
+// alert with an id already recorded is not recorded again; alerts central
+// already recorded with their evidence (Details["recorded"]) are skipped.
+func (s *SQLite) SaveAlert(ctx context.Context, a alerts.Alert) error {
+	if a.Details["recorded"] != "" {
+		return nil
+	}
+	details, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	t := a.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT OR IGNORE INTO alerts (time, kind, severity, agent_id, stream_id, message, evidence_id, alert_id, details) VALUES (?, ?, ?, ?, '', ?, 0, ?, ?)`,
+			unixNano(t), a.Rule, a.Severity, a.Agent, a.Summary, a.ID, string(details))
+		if err != nil {
+			return fmt.Errorf("save alert %s: %w", a.ID, err)
 		}
 		return nil
 	})
