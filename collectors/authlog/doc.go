@@ -49,7 +49,8 @@
 //
 // # Collector
 //
-// The collector follows its files by name (see Collector): it survives
+// The collector follows its files by name through the tailer it shares
+// with the auditd collector (collectors/internal/tail; see Collector): it survives
 // rename rotation (draining the old file first), copytruncate, a restart
 // while the position is in path.1, files that do not exist yet, and partial
 // last lines. Its Position is JSON (see position). A writer that is never

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/provtrail/provtrail/collectors"
+	"github.com/provtrail/provtrail/collectors/internal/tail"
 	"github.com/provtrail/provtrail/event"
 )
 
@@ -379,13 +380,13 @@ func (ps *Parser) Parse(ctx context.Context, r io.Reader, name string, out colle
 	lp := newLineParser(ps.opts, name, nil)
 	lp.sink = func(evs []parsed, resume int64) error {
 		recs := make([]collectors.Record, len(evs))
-		for i, fp := range recordPositions(evs, resume, filePos{Path: name}, func(o int64) int64 { return o }) {
-			recs[i] = collectors.Record{Event: evs[i].ev, Position: encodePosition([]filePos{fp})}
+		for i, fp := range recordPositions(evs, resume, filePos{FilePos: tail.FilePos{Path: name}}, func(o int64) int64 { return o }) {
+			recs[i] = collectors.Record{Event: evs[i].ev, Position: tail.Encode([]filePos{fp})}
 		}
 		return out.Emit(ctx, recs...)
 	}
-	lr := newLineReader(r, 0, ps.opts.maxLine)
-	lr.tooLong = func(off int64, prefix []byte) {
+	lr := tail.NewLineReader(r, 0, ps.opts.maxLine)
+	lr.TooLong = func(off int64, prefix []byte) {
 		lp.lineNo++
 		lp.problem(off, fmt.Sprintf("line longer than %d bytes; skipped", ps.opts.maxLine), prefix)
 	}
@@ -395,14 +396,14 @@ func (ps *Parser) Parse(ctx context.Context, r io.Reader, name string, out colle
 				return err
 			}
 		}
-		line, off, err := lr.next()
-		if err == errNoLine {
-			if line, off := lr.partial(); line != nil {
+		line, off, err := lr.Next()
+		if err == tail.ErrNoLine {
+			if line, off := lr.Partial(); line != nil {
 				if err := lp.line(line, off); err != nil {
 					return err
 				}
 			}
-			return lp.flush(lr.consumed())
+			return lp.flush(lr.Consumed())
 		}
 		if err != nil {
 			return fmt.Errorf("read %s: %w", name, err)

@@ -8,11 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/provtrail/provtrail/collectors"
+	"github.com/provtrail/provtrail/collectors/internal/tail/tailtest"
 	"github.com/provtrail/provtrail/event"
 )
 
@@ -23,22 +23,9 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden.ndjson from t
 var testNow = time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
 
 // problemLog collects reported problems.
-type problemLog struct {
-	mu sync.Mutex
-	ps []collectors.Problem
-}
+type problemLog struct{ tailtest.Problems }
 
-func (l *problemLog) Report(p collectors.Problem) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.ps = append(l.ps, p)
-}
-
-func (l *problemLog) all() []collectors.Problem {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]collectors.Problem(nil), l.ps...)
-}
+func (l *problemLog) all() []collectors.Problem { return l.All() }
 
 func testConfig() *Config {
 	cfg := DefaultConfig()

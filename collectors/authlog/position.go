@@ -1,14 +1,11 @@
 package authlog
 
 import (
-	"encoding/json"
-	"fmt"
+	"github.com/provtrail/provtrail/collectors/internal/tail"
 )
 
-// positionVersion is the version of the Position JSON below.
-const positionVersion = 1
-
-// position is the authlog collector's collectors.Position, as JSON:
+// filePos is one entry of the authlog collector's collectors.Position,
+// the shared tailer's (tail.Position) extended with skip:
 //
 //	{"v":1,"files":[{"path":"/var/log/auth.log","device":2049,"inode":9978609,
 //	  "fingerprint":"9f86d0…","fingerprint_len":1024,"offset":81234,
@@ -22,49 +19,9 @@ const positionVersion = 1
 // re-reading starts so that the sudo/su lines that precede the next change
 // are seen again (nothing before offset is emitted); skip lists events
 // already emitted whose twin lines lie after offset.
-type position struct {
-	Version int       `json:"v"`
-	Files   []filePos `json:"files"`
-}
-
 type filePos struct {
-	Path           string   `json:"path"`
-	Device         uint64   `json:"device,omitempty"`
-	Inode          uint64   `json:"inode,omitempty"`
-	Fingerprint    string   `json:"fingerprint,omitempty"`
-	FingerprintLen int      `json:"fingerprint_len,omitempty"`
-	Offset         int64    `json:"offset"`
-	ContextOffset  int64    `json:"context_offset"`
-	Skip           []string `json:"skip,omitempty"`
-}
-
-func encodePosition(files []filePos) []byte {
-	b, err := json.Marshal(position{Version: positionVersion, Files: files})
-	if err != nil {
-		panic(fmt.Sprintf("authlog: marshal position: %v", err)) // plain structs cannot fail
-	}
-	return b
-}
-
-func decodePosition(b []byte) (map[string]filePos, error) {
-	out := map[string]filePos{}
-	if len(b) == 0 {
-		return out, nil
-	}
-	var p position
-	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("authlog position: %w", err)
-	}
-	if p.Version != positionVersion {
-		return nil, fmt.Errorf("authlog position: version %d, want %d", p.Version, positionVersion)
-	}
-	for _, f := range p.Files {
-		if f.Offset < 0 || f.ContextOffset < 0 || f.ContextOffset > f.Offset {
-			return nil, fmt.Errorf("authlog position: bad offsets for %s", f.Path)
-		}
-		out[f.Path] = f
-	}
-	return out, nil
+	tail.FilePos
+	Skip []string `json:"skip,omitempty"`
 }
 
 // recordPositions gives each event of one flush its resume point: the
