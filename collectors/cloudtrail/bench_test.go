@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"fmt"
 	"testing"
 	"time"
 
@@ -36,6 +35,6 @@ func BenchmarkParseLogFile(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
 	if n == 0 {
-		b.Fatal(fmt.Sprint("no events"))
+		b.Fatal("no events")
 	}
 }

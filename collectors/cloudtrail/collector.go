@@ -2,14 +2,10 @@ package cloudtrail
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
 	"github.com/aws/aws-sdk-go-v2/service/cloudtrail/types"
-	"github.com/hashicorp/hcl/v2"
 
 	"github.com/provtrail/provtrail/collectors"
 	"github.com/provtrail/provtrail/collectors/internal/window"
@@ -17,39 +13,20 @@ import (
 
 // NewFactory returns the factory of the "cloudtrail" collector type.
 func NewFactory() collectors.Factory {
-	return collectors.Factory{
-		Type:        Type,
-		Description: "AWS CloudTrail: IAM, Identity Center and Organizations changes (LookupEvents, or trail files via S3 and SQS)",
-		DecodeConfig: func(body hcl.Body, ctx *hcl.EvalContext) (collectors.Config, hcl.Diagnostics) {
-			c, diags := DecodeConfig(body, ctx)
-			if c == nil {
-				return nil, diags
-			}
-			return c, diags
-		},
-		New: func(set collectors.Settings, cfg collectors.Config) (collectors.Collector, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("cloudtrail: config is %T", cfg)
-			}
-			return New(set, c, Options{})
-		},
-		NewParser: func(set collectors.Settings) (collectors.Parser, error) { return NewParser(set), nil },
-	}
+	return window.NewFactory(Type,
+		"AWS CloudTrail: IAM, Identity Center and Organizations changes (LookupEvents, or trail files via S3 and SQS)",
+		DecodeConfig, New, NewParser)
 }
 
 // New creates a collector in the configured mode.
 func New(set collectors.Settings, cfg *Config, opt Options) (collectors.Collector, error) {
-	if diags := cfg.Validate(); diags.HasErrors() {
-		return nil, fmt.Errorf("cloudtrail %s: %s", set.Name, diags.Error())
+	// opt.HTTPClient goes to the AWS SDK (loadAWS), not through env.
+	env, err := window.NewEnv(Type, set, cfg, window.Options{Clock: opt.Clock})
+	if err != nil {
+		return nil, err
 	}
-	if opt.Clock == nil {
-		opt.Clock = window.SystemClock{}
-	}
-	if set.Logger == nil {
-		set.Logger = slog.New(slog.DiscardHandler)
-	}
-	m := &mapper{instance: set.Name, now: func() time.Time { return opt.Clock.Now().UTC() }}
+	opt.Clock, set.Logger = env.Clock, env.Logger
+	m := &mapper{instance: set.Name, now: env.NowUTC}
 	if cfg.Mode == ModeSQS {
 		return newSQS(set, cfg, opt, m)
 	}
@@ -57,7 +34,7 @@ func New(set collectors.Settings, cfg *Config, opt Options) (collectors.Collecto
 	for _, region := range cfg.regions() {
 		awsCfg, err := loadAWS(context.Background(), cfg, region, opt, set.Logger)
 		if err != nil {
-			return nil, fmt.Errorf("cloudtrail %s: %w", set.Name, err)
+			return nil, env.Errorf(err)
 		}
 		api := cloudtrail.NewFromConfig(awsCfg, func(o *cloudtrail.Options) {
 			if cfg.EndpointURL != "" {
@@ -77,15 +54,7 @@ func New(set collectors.Settings, cfg *Config, opt Options) (collectors.Collecto
 			fetchers = append(fetchers, &lookupFetcher{region: region, attr: attr, api: api, pacer: pacer, m: m, problems: set.Problems})
 		}
 	}
-	return &lookupCollector{engine: &window.Engine{
-		Config:   cfg.Window.Resolve(opt.Clock.Now()),
-		Fetcher:  window.Chain(fetchers...),
-		Clock:    opt.Clock,
-		StateDir: set.StateDir,
-		Name:     Type + "/" + set.Name,
-		Logger:   set.Logger,
-		Problems: set.Problems,
-	}}, nil
+	return &lookupCollector{engine: env.Engine(cfg.Window, window.Chain(fetchers...))}, nil
 }
 
 type lookupCollector struct {

@@ -3,16 +3,12 @@ package entra
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/hashicorp/hcl/v2"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
@@ -23,32 +19,13 @@ import (
 
 // NewFactory returns the factory of the "entra" collector type.
 func NewFactory() collectors.Factory {
-	return collectors.Factory{
-		Type:        Type,
-		Description: "Microsoft Entra ID directory audits (Graph) and Azure RBAC role assignments (Activity Log)",
-		DecodeConfig: func(body hcl.Body, ctx *hcl.EvalContext) (collectors.Config, hcl.Diagnostics) {
-			c, diags := DecodeConfig(body, ctx)
-			if c == nil {
-				return nil, diags
-			}
-			return c, diags
-		},
-		New: func(set collectors.Settings, cfg collectors.Config) (collectors.Collector, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("entra: config is %T", cfg)
-			}
-			return New(set, c, Options{})
-		},
-		NewParser: func(set collectors.Settings) (collectors.Parser, error) { return NewParser(set), nil },
-	}
+	return window.NewFactory(Type,
+		"Microsoft Entra ID directory audits (Graph) and Azure RBAC role assignments (Activity Log)",
+		DecodeConfig, New, NewParser)
 }
 
 // Options are what tests replace.
-type Options struct {
-	Clock      window.Clock
-	HTTPClient *http.Client
-}
+type Options = window.Options
 
 // Collector reads one Entra tenant.
 type Collector struct {
@@ -57,35 +34,24 @@ type Collector struct {
 
 // New creates a collector.
 func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) {
-	if diags := cfg.Validate(); diags.HasErrors() {
-		return nil, fmt.Errorf("entra %s: %s", set.Name, diags.Error())
+	env, err := window.NewEnv(Type, set, cfg, opt)
+	if err != nil {
+		return nil, err
 	}
 	tenant, err := window.Secret("tenant id", cfg.TenantID, "", TenantEnv)
 	if err != nil {
-		return nil, fmt.Errorf("entra %s: %w", set.Name, err)
+		return nil, env.Errorf(err)
 	}
 	clientID, err := window.Secret("client id", cfg.ClientID, "", ClientEnv)
 	if err != nil {
-		return nil, fmt.Errorf("entra %s: %w", set.Name, err)
+		return nil, env.Errorf(err)
 	}
 	secret, err := window.Secret("client secret", cfg.ClientSecret, cfg.ClientSecretFile, SecretEnv)
 	if err != nil {
-		return nil, fmt.Errorf("entra %s: %w", set.Name, err)
+		return nil, env.Errorf(err)
 	}
 	if url.PathEscape(tenant) != tenant {
 		return nil, fmt.Errorf("entra %s: tenant id %q is not a GUID or domain", set.Name, tenant)
-	}
-	clock := opt.Clock
-	if clock == nil {
-		clock = window.SystemClock{}
-	}
-	base := opt.HTTPClient
-	if base == nil {
-		base = &http.Client{Timeout: 60 * time.Second}
-	}
-	log := set.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
 	}
 	pageSize := cfg.PageSize
 	if pageSize == 0 {
@@ -99,32 +65,21 @@ func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) 
 		cc := clientcredentials.Config{ClientID: clientID, ClientSecret: secret, TokenURL: tokenURL,
 			Scopes: []string{scope}, AuthStyle: oauth2.AuthStyleInParams}
 		// Token requests use the same transport (tests: loopback).
-		tctx := context.WithValue(context.Background(), oauth2.HTTPClient, base)
-		return &http.Client{Timeout: base.Timeout, Transport: &oauth2.Transport{
-			Source: oauth2.ReuseTokenSource(nil, cc.TokenSource(tctx)), Base: base.Transport}}
+		tctx := context.WithValue(context.Background(), oauth2.HTTPClient, env.Client)
+		return env.Authorized(oauth2.ReuseTokenSource(nil, cc.TokenSource(tctx)))
 	}
-	m := &mapper{instance: set.Name, tenant: tenant, now: func() time.Time { return clock.Now().UTC() }}
+	m := &mapper{instance: set.Name, tenant: tenant, now: env.NowUTC}
 	fetchers := []window.Fetcher{&graphFetcher{
 		base: cfg.graph, pageSize: pageSize, m: m, problems: set.Problems,
-		http: &window.HTTP{Client: client(cfg.graph.String() + "/.default"), Clock: clock, Logger: log,
-			Pacer: window.NewPacer(clock, cfg.Window.RequestsPerMinute)},
+		http: env.HTTP(client(cfg.graph.String()+"/.default"), cfg.Window.RequestsPerMinute),
 	}}
 	if len(cfg.ActivityLogSubscriptions) > 0 {
-		arm := &window.HTTP{Client: client(cfg.manage.String() + "/.default"), Clock: clock, Logger: log,
-			Pacer: window.NewPacer(clock, DefaultARMRequestsPerMinute)}
+		arm := env.HTTP(client(cfg.manage.String()+"/.default"), DefaultARMRequestsPerMinute)
 		for _, sub := range cfg.ActivityLogSubscriptions {
 			fetchers = append(fetchers, &activityFetcher{base: cfg.manage, sub: sub, http: arm, m: m, problems: set.Problems})
 		}
 	}
-	return &Collector{engine: &window.Engine{
-		Config:   cfg.Window.Resolve(clock.Now()),
-		Fetcher:  window.Chain(fetchers...),
-		Clock:    clock,
-		StateDir: set.StateDir,
-		Name:     Type + "/" + set.Name,
-		Logger:   log,
-		Problems: set.Problems,
-	}}, nil
+	return &Collector{engine: env.Engine(cfg.Window, window.Chain(fetchers...))}, nil
 }
 
 // Run implements collectors.Collector.
@@ -164,10 +119,10 @@ func (f *graphFetcher) Fetch(ctx context.Context, w window.Window, page string) 
 		Value    []json.RawMessage `json:"value"`
 		NextLink string            `json:"@odata.nextLink"`
 	}
-	if err := get(ctx, f.http, target, page != "", &body); err != nil {
+	if err := get(ctx, f.http, target, page, &body); err != nil {
 		return window.Page{}, fmt.Errorf("entra: directoryAudits: %w", err)
 	}
-	return mapPage(f.m, f.problems, "graph "+w.String(), body.Value, body.NextLink, page)
+	return window.Page{Events: cloudjson.MapPage(body.Value, f.m.Map, f.problems, "graph "+w.String()), Next: body.NextLink}, nil
 }
 
 type activityFetcher struct {
@@ -195,25 +150,21 @@ func (f *activityFetcher) Fetch(ctx context.Context, w window.Window, page strin
 		Value    []json.RawMessage `json:"value"`
 		NextLink string            `json:"nextLink"`
 	}
-	if err := get(ctx, f.http, target, page != "", &body); err != nil {
+	if err := get(ctx, f.http, target, page, &body); err != nil {
 		return window.Page{}, fmt.Errorf("entra: activity log of subscription %s: %w", f.sub, err)
 	}
-	return mapPage(f.m, f.problems, "activity "+f.sub+" "+w.String(), body.Value, body.NextLink, page)
+	return window.Page{Events: cloudjson.MapPage(body.Value, f.m.Map, f.problems, "activity "+f.sub+" "+w.String()), Next: body.NextLink}, nil
 }
 
-func get(ctx context.Context, h *window.HTTP, target string, isNext bool, into any) error {
-	resp, err := h.Do(ctx, func(ctx context.Context) (*http.Request, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-		if err != nil {
-			return nil, err
-		}
+// get reads target (page: the next link it came from, "" for a window's
+// first page) into into.
+func get(ctx context.Context, h *window.HTTP, target, page string, into any) error {
+	resp, err := h.Send(ctx, http.MethodGet, target, nil, func(req *http.Request) error {
 		req.Header.Set("Accept", "application/json")
-		req.Header.Set("User-Agent", "provtrail")
-		return req, nil
+		return nil
 	})
 	if err != nil {
-		var se *window.StatusError
-		if isNext && errors.As(err, &se) && se.Status == http.StatusBadRequest {
+		if window.PageRefused(err, page) {
 			return fmt.Errorf("%w: %w", window.ErrPageToken, err)
 		}
 		return err
@@ -222,22 +173,4 @@ func get(ctx context.Context, h *window.HTTP, target string, isNext bool, into a
 		return fmt.Errorf("reply is not a JSON collection: %w", err)
 	}
 	return nil
-}
-
-func mapPage(m *mapper, problems collectors.ProblemReporter, where string, recs []json.RawMessage, next, page string) (window.Page, error) {
-	var p window.Page
-	for i, rec := range recs {
-		evs, ok, err := m.Map(rec)
-		if err != nil {
-			cloudjson.Report(problems, fmt.Sprintf("%s #%d", where, i+1), err.Error(), rec)
-			continue
-		}
-		if ok {
-			for _, ev := range evs {
-				p.Events = append(p.Events, ev)
-			}
-		}
-	}
-	p.Next = next
-	return p, nil
 }

@@ -1,19 +1,13 @@
 package gcpaudit
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/hashicorp/hcl/v2"
-	"golang.org/x/oauth2"
 
 	"github.com/provtrail/provtrail/collectors"
 	"github.com/provtrail/provtrail/collectors/internal/cloudjson"
@@ -23,32 +17,13 @@ import (
 
 // NewFactory returns the factory of the "gcpaudit" collector type.
 func NewFactory() collectors.Factory {
-	return collectors.Factory{
-		Type:        Type,
-		Description: "Google Cloud Admin Activity audit logs (IAM policy bindings, service accounts and keys)",
-		DecodeConfig: func(body hcl.Body, ctx *hcl.EvalContext) (collectors.Config, hcl.Diagnostics) {
-			c, diags := DecodeConfig(body, ctx)
-			if c == nil {
-				return nil, diags
-			}
-			return c, diags
-		},
-		New: func(set collectors.Settings, cfg collectors.Config) (collectors.Collector, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("gcpaudit: config is %T", cfg)
-			}
-			return New(set, c, Options{})
-		},
-		NewParser: func(set collectors.Settings) (collectors.Parser, error) { return NewParser(set), nil },
-	}
+	return window.NewFactory(Type,
+		"Google Cloud Admin Activity audit logs (IAM policy bindings, service accounts and keys)",
+		DecodeConfig, New, NewParser)
 }
 
 // Options are what tests replace.
-type Options struct {
-	Clock      window.Clock
-	HTTPClient *http.Client
-}
+type Options = window.Options
 
 // Collector reads Admin Activity audit logs of a set of resources.
 type Collector struct {
@@ -57,39 +32,24 @@ type Collector struct {
 
 // New creates a collector.
 func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) {
-	if diags := cfg.Validate(); diags.HasErrors() {
-		return nil, fmt.Errorf("gcpaudit %s: %s", set.Name, diags.Error())
-	}
-	clock := opt.Clock
-	if clock == nil {
-		clock = window.SystemClock{}
-	}
-	base := opt.HTTPClient
-	if base == nil {
-		base = &http.Client{Timeout: 60 * time.Second}
-	}
-	ts, err := gauth.TokenSource(cfg.CredentialsFile, cfg.TokenURL, "", base, Scope)
+	env, err := window.NewEnv(Type, set, cfg, opt)
 	if err != nil {
-		return nil, fmt.Errorf("gcpaudit %s: %w", set.Name, err)
+		return nil, err
 	}
-	log := set.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	ts, err := gauth.TokenSource(cfg.CredentialsFile, cfg.TokenURL, "", env.Client, Scope)
+	if err != nil {
+		return nil, env.Errorf(err)
 	}
-	client := &http.Client{Timeout: base.Timeout, Transport: &oauth2.Transport{Source: ts, Base: base.Transport}}
 	f := &fetcher{
 		endpoint: cfg.endpoint, resources: cfg.ResourceNames, filter: cfg.Filter, pageSize: cfg.PageSize,
-		http:     &window.HTTP{Client: client, Clock: clock, Logger: log, Pacer: window.NewPacer(clock, cfg.Window.RequestsPerMinute)},
-		m:        &mapper{instance: set.Name, now: func() time.Time { return clock.Now().UTC() }},
+		http:     env.HTTP(env.Authorized(ts), cfg.Window.RequestsPerMinute),
+		m:        &mapper{instance: set.Name, now: env.NowUTC},
 		problems: set.Problems,
 	}
 	if f.pageSize == 0 {
 		f.pageSize = DefaultPageSize
 	}
-	return &Collector{engine: &window.Engine{
-		Config: cfg.Window.Resolve(clock.Now()), Fetcher: f, Clock: clock, StateDir: set.StateDir,
-		Name: Type + "/" + set.Name, Logger: log, Problems: set.Problems,
-	}}, nil
+	return &Collector{engine: env.Engine(cfg.Window, f)}, nil
 }
 
 // Run implements collectors.Collector.
@@ -131,18 +91,12 @@ func (f *fetcher) Fetch(ctx context.Context, w window.Window, page string) (wind
 		return window.Page{}, err
 	}
 	target := f.endpoint.String() + "/v2/entries:list"
-	resp, err := f.http.Do(ctx, func(ctx context.Context) (*http.Request, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
-		if err != nil {
-			return nil, err
-		}
+	resp, err := f.http.Send(ctx, http.MethodPost, target, body, func(req *http.Request) error {
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("User-Agent", "provtrail")
-		return req, nil
+		return nil
 	})
 	if err != nil {
-		var se *window.StatusError
-		if page != "" && errors.As(err, &se) && se.Status == http.StatusBadRequest {
+		if window.PageRefused(err, page) {
 			// Page tokens live 24 hours and are bound to the query.
 			return window.Page{}, fmt.Errorf("gcpaudit: page token: %w: %w", window.ErrPageToken, err)
 		}
@@ -155,17 +109,8 @@ func (f *fetcher) Fetch(ctx context.Context, w window.Window, page string) (wind
 	if err := json.Unmarshal(resp.Body, &out); err != nil {
 		return window.Page{}, fmt.Errorf("gcpaudit: entries:list reply: %w", err)
 	}
-	var p window.Page
-	for i, rec := range out.Entries {
-		evs, ok, err := f.m.Map(rec)
-		if err != nil {
-			cloudjson.Report(f.problems, fmt.Sprintf("gcpaudit %s #%d", w.String(), i+1), err.Error(), rec)
-			continue
-		}
-		if ok {
-			p.Events = append(p.Events, evs...)
-		}
-	}
-	p.Next = out.NextPageToken
-	return p, nil
+	return window.Page{
+		Events: cloudjson.MapPage(out.Entries, f.m.Map, f.problems, "gcpaudit "+w.String()),
+		Next:   out.NextPageToken,
+	}, nil
 }

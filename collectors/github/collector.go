@@ -3,15 +3,10 @@ package github
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
-
-	"github.com/hashicorp/hcl/v2"
 
 	"github.com/provtrail/provtrail/collectors"
 	"github.com/provtrail/provtrail/collectors/internal/cloudjson"
@@ -20,32 +15,13 @@ import (
 
 // NewFactory returns the factory of the "github" collector type.
 func NewFactory() collectors.Factory {
-	return collectors.Factory{
-		Type:        Type,
-		Description: "GitHub organisation audit log (org and team membership, roles, collaborators, token grants)",
-		DecodeConfig: func(body hcl.Body, ctx *hcl.EvalContext) (collectors.Config, hcl.Diagnostics) {
-			c, diags := DecodeConfig(body, ctx)
-			if c == nil {
-				return nil, diags
-			}
-			return c, diags
-		},
-		New: func(set collectors.Settings, cfg collectors.Config) (collectors.Collector, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("github: config is %T", cfg)
-			}
-			return New(set, c, Options{})
-		},
-		NewParser: func(set collectors.Settings) (collectors.Parser, error) { return NewParser(set), nil },
-	}
+	return window.NewFactory(Type,
+		"GitHub organisation audit log (org and team membership, roles, collaborators, token grants)",
+		DecodeConfig, New, NewParser)
 }
 
 // Options are what tests replace.
-type Options struct {
-	Clock      window.Clock
-	HTTPClient *http.Client
-}
+type Options = window.Options
 
 // Collector reads one organisation's audit log.
 type Collector struct {
@@ -54,29 +30,18 @@ type Collector struct {
 
 // New creates a collector.
 func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) {
-	if diags := cfg.Validate(); diags.HasErrors() {
-		return nil, fmt.Errorf("github %s: %s", set.Name, diags.Error())
+	env, err := window.NewEnv(Type, set, cfg, opt)
+	if err != nil {
+		return nil, err
 	}
 	token, err := window.Secret("GitHub token", cfg.Token, cfg.TokenFile, TokenEnv)
 	if err != nil {
-		return nil, fmt.Errorf("github %s: %w", set.Name, err)
-	}
-	clock := opt.Clock
-	if clock == nil {
-		clock = window.SystemClock{}
-	}
-	hc := opt.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: 60 * time.Second}
-	}
-	log := set.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+		return nil, env.Errorf(err)
 	}
 	f := &fetcher{
 		base: cfg.base, org: cfg.Org, token: token, include: cfg.Include, pageSize: cfg.PageSize,
-		http:     &window.HTTP{Client: hc, Clock: clock, Logger: log, Pacer: window.NewPacer(clock, cfg.Window.RequestsPerMinute)},
-		m:        &mapper{instance: set.Name, now: func() time.Time { return clock.Now().UTC() }},
+		http:     env.HTTP(env.Client, cfg.Window.RequestsPerMinute),
+		m:        &mapper{instance: set.Name, now: env.NowUTC},
 		problems: set.Problems,
 	}
 	if f.include == "" {
@@ -85,10 +50,7 @@ func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) 
 	if f.pageSize == 0 {
 		f.pageSize = DefaultPageSize
 	}
-	return &Collector{engine: &window.Engine{
-		Config: cfg.Window.Resolve(clock.Now()), Fetcher: f, Clock: clock, StateDir: set.StateDir,
-		Name: Type + "/" + set.Name, Logger: log, Problems: set.Problems,
-	}}, nil
+	return &Collector{engine: env.Engine(cfg.Window, f)}, nil
 }
 
 // Run implements collectors.Collector.
@@ -123,20 +85,14 @@ func (f *fetcher) Fetch(ctx context.Context, w window.Window, page string) (wind
 	} else if _, err := window.SameOrigin(page, f.base); err != nil {
 		return window.Page{}, fmt.Errorf("github: %w: %w", window.ErrPageToken, err)
 	}
-	resp, err := f.http.Do(ctx, func(ctx context.Context) (*http.Request, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-		if err != nil {
-			return nil, err
-		}
+	resp, err := f.http.Send(ctx, http.MethodGet, target, nil, func(req *http.Request) error {
 		req.Header.Set("Authorization", "Bearer "+f.token)
 		req.Header.Set("Accept", "application/vnd.github+json")
 		req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
-		req.Header.Set("User-Agent", "provtrail")
-		return req, nil
+		return nil
 	})
 	if err != nil {
-		var se *window.StatusError
-		if page != "" && errors.As(err, &se) && (se.Status == http.StatusBadRequest || se.Status == http.StatusUnprocessableEntity) {
+		if window.PageRefused(err, page, http.StatusBadRequest, http.StatusUnprocessableEntity) {
 			return window.Page{}, fmt.Errorf("github: cursor: %w: %w", window.ErrPageToken, err)
 		}
 		return window.Page{}, fmt.Errorf("github: GET /orgs/%s/audit-log: %w", f.org, err)
@@ -145,17 +101,7 @@ func (f *fetcher) Fetch(ctx context.Context, w window.Window, page string) (wind
 	if err := json.Unmarshal(resp.Body, &recs); err != nil {
 		return window.Page{}, fmt.Errorf("github: audit-log reply is not a JSON array: %w", err)
 	}
-	var p window.Page
-	for i, rec := range recs {
-		ev, ok, err := f.m.Map(rec)
-		if err != nil {
-			cloudjson.Report(f.problems, fmt.Sprintf("github %s #%d", w.String(), i+1), err.Error(), rec)
-			continue
-		}
-		if ok {
-			p.Events = append(p.Events, ev)
-		}
-	}
+	p := window.Page{Events: cloudjson.MapPage(recs, cloudjson.One(f.m.Map), f.problems, "github "+w.String())}
 	if len(recs) > 0 {
 		p.Next = window.NextLink(resp.Header.Values("Link"))
 	}

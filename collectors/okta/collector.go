@@ -3,16 +3,11 @@ package okta
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/hashicorp/hcl/v2"
 
 	"github.com/provtrail/provtrail/collectors"
 	"github.com/provtrail/provtrail/collectors/internal/cloudjson"
@@ -21,32 +16,13 @@ import (
 
 // NewFactory returns the factory of the "okta" collector type.
 func NewFactory() collectors.Factory {
-	return collectors.Factory{
-		Type:        Type,
-		Description: "Okta System Log (user lifecycle, group membership, admin privileges, API tokens)",
-		DecodeConfig: func(body hcl.Body, ctx *hcl.EvalContext) (collectors.Config, hcl.Diagnostics) {
-			c, diags := DecodeConfig(body, ctx)
-			if c == nil {
-				return nil, diags
-			}
-			return c, diags
-		},
-		New: func(set collectors.Settings, cfg collectors.Config) (collectors.Collector, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("okta: config is %T", cfg)
-			}
-			return New(set, c, Options{})
-		},
-		NewParser: func(set collectors.Settings) (collectors.Parser, error) { return NewParser(set), nil },
-	}
+	return window.NewFactory(Type,
+		"Okta System Log (user lifecycle, group membership, admin privileges, API tokens)",
+		DecodeConfig, New, NewParser)
 }
 
 // Options are what tests replace.
-type Options struct {
-	Clock      window.Clock
-	HTTPClient *http.Client
-}
+type Options = window.Options
 
 // Collector reads one Okta org.
 type Collector struct {
@@ -55,20 +31,9 @@ type Collector struct {
 
 // New creates a collector.
 func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) {
-	if diags := cfg.Validate(); diags.HasErrors() {
-		return nil, fmt.Errorf("okta %s: %s", set.Name, diags.Error())
-	}
-	clock := opt.Clock
-	if clock == nil {
-		clock = window.SystemClock{}
-	}
-	hc := opt.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: 60 * time.Second}
-	}
-	log := set.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	env, err := window.NewEnv(Type, set, cfg, opt)
+	if err != nil {
+		return nil, err
 	}
 	// Credentials: an OAuth service app (private_key_jwt) or an SSWS API
 	// token. Either way only the Authorization header carries them.
@@ -78,9 +43,9 @@ func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) 
 		if tokenURL == "" {
 			tokenURL = cfg.base.String() + "/oauth2/v1/token"
 		}
-		ts, err := newAssertionSource(cfg.OAuth, tokenURL, hc, func() time.Time { return clock.Now() })
+		ts, err := newAssertionSource(cfg.OAuth, tokenURL, env.Client, env.Clock.Now)
 		if err != nil {
-			return nil, fmt.Errorf("okta %s: %w", set.Name, err)
+			return nil, env.Errorf(err)
 		}
 		auth = func(req *http.Request) error {
 			t, err := ts.Token()
@@ -93,7 +58,7 @@ func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) 
 	} else {
 		token, err := cfg.token()
 		if err != nil {
-			return nil, fmt.Errorf("okta %s: %w", set.Name, err)
+			return nil, env.Errorf(err)
 		}
 		auth = func(req *http.Request) error {
 			req.Header.Set("Authorization", "SSWS "+token)
@@ -108,20 +73,11 @@ func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) 
 		base:     cfg.base,
 		auth:     auth,
 		pageSize: pageSize,
-		http: &window.HTTP{Client: hc, Clock: clock, Logger: log,
-			Pacer: window.NewPacer(clock, cfg.Window.RequestsPerMinute)},
-		m:        &mapper{instance: set.Name, org: cfg.base.Host, now: func() time.Time { return clock.Now().UTC() }},
+		http:     env.HTTP(env.Client, cfg.Window.RequestsPerMinute),
+		m:        &mapper{instance: set.Name, org: cfg.base.Host, now: env.NowUTC},
 		problems: set.Problems,
 	}
-	return &Collector{engine: &window.Engine{
-		Config:   cfg.Window.Resolve(clock.Now()),
-		Fetcher:  f,
-		Clock:    clock,
-		StateDir: set.StateDir,
-		Name:     Type + "/" + set.Name,
-		Logger:   log,
-		Problems: set.Problems,
-	}}, nil
+	return &Collector{engine: env.Engine(cfg.Window, f)}, nil
 }
 
 // Run implements collectors.Collector.
@@ -156,21 +112,15 @@ func (f *fetcher) Fetch(ctx context.Context, w window.Window, page string) (wind
 	} else if err := f.sameOrg(page); err != nil {
 		return window.Page{}, fmt.Errorf("%w: %w", window.ErrPageToken, err)
 	}
-	resp, err := f.http.Do(ctx, func(ctx context.Context) (*http.Request, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-		if err != nil {
-			return nil, err
-		}
+	resp, err := f.http.Send(ctx, http.MethodGet, target, nil, func(req *http.Request) error {
 		if err := f.auth(req); err != nil {
-			return nil, err
+			return err
 		}
 		req.Header.Set("Accept", "application/json")
-		req.Header.Set("User-Agent", "provtrail")
-		return req, nil
+		return nil
 	})
 	if err != nil {
-		var se *window.StatusError
-		if page != "" && errors.As(err, &se) && se.Status == http.StatusBadRequest {
+		if window.PageRefused(err, page) {
 			return window.Page{}, fmt.Errorf("okta: next link: %w: %w", window.ErrPageToken, err)
 		}
 		return window.Page{}, fmt.Errorf("okta: GET /api/v1/logs: %w", err)
@@ -179,17 +129,10 @@ func (f *fetcher) Fetch(ctx context.Context, w window.Window, page string) (wind
 	if err := json.Unmarshal(resp.Body, &recs); err != nil {
 		return window.Page{}, fmt.Errorf("okta: /api/v1/logs reply is not a JSON array: %w", err)
 	}
-	var p window.Page
-	for i, rec := range recs {
-		ev, ok, err := f.m.Map(rec)
-		if err != nil {
-			cloudjson.Report(f.problems, fmt.Sprintf("okta %s page %s #%d", w.String(), pageName(page), i+1), err.Error(), rec)
-			continue
-		}
-		if ok {
-			ev.Source.Cursor = page
-			p.Events = append(p.Events, ev)
-		}
+	p := window.Page{Events: cloudjson.MapPage(recs, cloudjson.One(f.m.Map), f.problems,
+		fmt.Sprintf("okta %s page %s", w.String(), pageName(page)))}
+	for i := range p.Events {
+		p.Events[i].Source.Cursor = page
 	}
 	// A bounded query ends with an empty page (Okta may still offer a
 	// next link).

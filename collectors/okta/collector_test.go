@@ -45,13 +45,12 @@ type fakeOkta struct {
 	clock *windowtest.Clock
 	srv   *httptest.Server
 
-	mu        sync.Mutex
-	requests  int
-	throttle  int // answer every Nth request with 429
-	remaining int
-	badAuth   int
-	pub       *rsa.PublicKey // set: the OAuth service app's key
-	tokens    int
+	mu       sync.Mutex
+	requests int
+	throttle int // answer every Nth request with 429
+	badAuth  int
+	pub      *rsa.PublicKey // set: the OAuth service app's key
+	tokens   int
 }
 
 // serveToken is the org authorization server's token endpoint for a

@@ -6,6 +6,13 @@
 // state directory for the overlap horizon, the provider's throttling
 // honoured, and a progress line while backfilling.
 //
+// It also holds what every cloud collector is assembled from, so that a
+// source's folder keeps only what is its own (endpoints, credentials,
+// mapping): NewFactory builds the collectors.Factory, NewEnv fills in a
+// collector's defaults and makes its HTTP clients and Engine, and
+// HTTP.Send with PageRefused covers one paced request and a refused page
+// token.
+//
 // # Exactly once across crashes
 //
 // A source's event id (CloudTrail eventID, Okta uuid, ...) becomes the
