@@ -36,14 +36,7 @@ func (p *Parser) Parse(ctx context.Context, r io.Reader, name string, out collec
 	if err != nil {
 		return fmt.Errorf("cloudtrail: %s: %w", name, err)
 	}
-	err = eachEvent(ctx, r, name, p.m, p.set.Problems, func(ev event.Event) error {
-		ev.Source.File = name
-		return out.Emit(ctx, collectors.Record{Event: ev})
-	})
-	if err != nil {
-		return fmt.Errorf("cloudtrail: parse %s: %w", name, err)
-	}
-	return nil
+	return cloudjson.Parse(ctx, Type, r, name, recordKeys, cloudjson.One(p.m.Map), p.set.Problems, out)
 }
 
 // eachEvent maps every record of a log file or export.

@@ -2,8 +2,6 @@ package gcpaudit
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"time"
 
@@ -26,21 +24,5 @@ func NewParser(set collectors.Settings) *Parser {
 
 // Parse implements collectors.Parser.
 func (p *Parser) Parse(ctx context.Context, r io.Reader, name string, out collectors.Emitter) error {
-	err := cloudjson.Records(ctx, r, name, []string{"entries"}, p.set.Problems, func(where string, rec json.RawMessage) error {
-		evs, ok, err := p.m.Map(rec)
-		if err != nil || !ok {
-			return err
-		}
-		for _, ev := range evs {
-			ev.Source.File = name
-			if err := out.Emit(ctx, collectors.Record{Event: ev}); err != nil {
-				return fmt.Errorf("%w: %w", cloudjson.ErrStop, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("gcpaudit: parse %s: %w", name, err)
-	}
-	return nil
+	return cloudjson.Parse(ctx, Type, r, name, []string{"entries"}, p.m.Map, p.set.Problems, out)
 }

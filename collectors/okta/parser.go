@@ -2,8 +2,6 @@ package okta
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"time"
 
@@ -25,19 +23,5 @@ func NewParser(set collectors.Settings) *Parser {
 
 // Parse implements collectors.Parser.
 func (p *Parser) Parse(ctx context.Context, r io.Reader, name string, out collectors.Emitter) error {
-	err := cloudjson.Records(ctx, r, name, nil, p.set.Problems, func(where string, rec json.RawMessage) error {
-		ev, ok, err := p.m.Map(rec)
-		if err != nil || !ok {
-			return err
-		}
-		ev.Source.File = name
-		if err := out.Emit(ctx, collectors.Record{Event: ev}); err != nil {
-			return fmt.Errorf("%w: %w", cloudjson.ErrStop, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("okta: parse %s: %w", name, err)
-	}
-	return nil
+	return cloudjson.Parse(ctx, Type, r, name, nil, cloudjson.One(p.m.Map), p.set.Problems, out)
 }
