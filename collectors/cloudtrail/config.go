@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/gohcl"
 
 	"github.com/provtrail/provtrail/collectors/internal/window"
 	"github.com/provtrail/provtrail/internal/hclconfig"
@@ -65,39 +64,19 @@ type Config struct {
 	ValidateDigests   bool           `hcl:"validate_digests,optional"`
 	Remain            hcl.Body       `hcl:",remain"`
 
-	Window     window.Settings
+	window.Block
 	dedupe     time.Duration
 	visibility time.Duration
-	rng        hcl.Range
-}
-
-func defaultWindow() window.Settings {
-	return window.Settings{
-		Config: window.Config{
-			SettleLag:      window.DefaultSettleLag,
-			Overlap:        window.DefaultOverlap,
-			MaxWindow:      window.DefaultMaxWindow,
-			PollInterval:   window.DefaultPollInterval,
-			RescanInterval: window.DefaultRescanInterval,
-			RescanLookback: window.DefaultRescanLookback,
-		},
-		RequestsPerMinute: DefaultRequestsPerMinute,
-	}
 }
 
 // DecodeConfig decodes a collector "cloudtrail" block.
 func DecodeConfig(body hcl.Body, ctx *hcl.EvalContext) (*Config, hcl.Diagnostics) {
-	c := &Config{}
-	diags := gohcl.DecodeBody(body, ctx, c)
-	if diags.HasErrors() {
+	src := &Config{}
+	c, diags := window.DecodeBlock(body, ctx, src, &src.Remain, window.DefaultSettings(DefaultRequestsPerMinute))
+	if c == nil {
 		return nil, diags
 	}
-	if b, ok := body.(interface{ MissingItemRange() hcl.Range }); ok {
-		c.rng = b.MissingItemRange()
-	}
 	var ds hcl.Diagnostics
-	c.Window, ds = window.DecodeAttrs(c.Remain, ctx, defaultWindow())
-	diags = append(diags, ds...)
 	c.dedupe, ds = hclconfig.Duration(c.DedupeHorizon, ctx, DefaultDedupeHorizon)
 	diags = append(diags, ds...)
 	c.visibility, ds = hclconfig.Duration(c.VisibilityTimeout, ctx, DefaultVisibilityTimeout)
@@ -107,48 +86,38 @@ func DecodeConfig(body hcl.Body, ctx *hcl.EvalContext) (*Config, hcl.Diagnostics
 
 // Validate checks the block.
 func (c *Config) Validate() hcl.Diagnostics {
-	var diags hcl.Diagnostics
-	bad := func(summary, detail string) {
-		diags = append(diags, hclconfig.Error(c.rng, summary, detail))
-	}
-	endpoint := func(name, raw string) {
-		if raw != "" {
-			if _, err := window.BaseURL(raw); err != nil {
-				bad("Invalid "+name, err.Error())
-			}
-		}
-	}
-	endpoint("endpoint_url", c.EndpointURL)
-	endpoint("sqs_endpoint_url", c.SQSEndpointURL)
-	endpoint("s3_endpoint_url", c.S3EndpointURL)
+	v := c.Check()
+	v.URL("endpoint_url", c.EndpointURL, "")
+	v.URL("sqs_endpoint_url", c.SQSEndpointURL, "")
+	v.URL("s3_endpoint_url", c.S3EndpointURL, "")
 	switch c.Mode {
 	case "", ModeLookup:
 		if c.QueueURL != "" || c.ValidateDigests {
-			bad("queue_url and validate_digests need mode = \"sqs\"", "LookupEvents mode reads the API, not trail files.")
+			v.Bad("queue_url and validate_digests need mode = \"sqs\"", "LookupEvents mode reads the API, not trail files.")
 		}
 		for _, s := range c.EventSources {
 			if !strings.HasSuffix(s, ".amazonaws.com") {
-				bad("Invalid event source", s+" is not an event source such as \"iam.amazonaws.com\".")
+				v.Bad("Invalid event source", s+" is not an event source such as \"iam.amazonaws.com\".")
 			}
 		}
 		for _, r := range c.Regions {
 			if r == "" || url.PathEscape(r) != r {
-				bad("Invalid region", "regions holds names such as \"us-east-1\".")
+				v.Bad("Invalid region", "regions holds names such as \"us-east-1\".")
 			}
 		}
 	case ModeSQS:
 		if c.QueueURL == "" {
-			bad("Missing queue_url", "mode = \"sqs\" reads trail file notifications from an SQS queue.")
+			v.Bad("Missing queue_url", "mode = \"sqs\" reads trail file notifications from an SQS queue.")
 		} else if _, err := url.Parse(c.QueueURL); err != nil {
-			bad("Invalid queue_url", err.Error())
+			v.Bad("Invalid queue_url", err.Error())
 		}
 		if c.visibility < 30*time.Second || c.visibility > 12*time.Hour {
-			bad("Invalid visibility_timeout", "visibility_timeout must be between 30s and 12h.")
+			v.Bad("Invalid visibility_timeout", "visibility_timeout must be between 30s and 12h.")
 		}
 	default:
-		bad("Invalid mode", `mode is "lookup" or "sqs".`)
+		v.Bad("Invalid mode", `mode is "lookup" or "sqs".`)
 	}
-	return diags
+	return v.Diagnostics()
 }
 
 func (c *Config) regions() []string {

@@ -4,10 +4,8 @@ import (
 	"net/url"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/gohcl"
 
 	"github.com/provtrail/provtrail/collectors/internal/window"
-	"github.com/provtrail/provtrail/internal/hclconfig"
 )
 
 // Defaults. Graph limits identity and access reports to 5 requests per 10
@@ -47,69 +45,30 @@ type Config struct {
 	PageSize                 int      `hcl:"page_size,optional"`
 	Remain                   hcl.Body `hcl:",remain"`
 
-	Window                   window.Settings
+	window.Block
 	graph, authority, manage *url.URL
-	rng                      hcl.Range
-}
-
-func defaultWindow() window.Settings {
-	return window.Settings{
-		Config: window.Config{
-			SettleLag:      window.DefaultSettleLag,
-			Overlap:        window.DefaultOverlap,
-			MaxWindow:      window.DefaultMaxWindow,
-			PollInterval:   window.DefaultPollInterval,
-			RescanInterval: window.DefaultRescanInterval,
-			RescanLookback: window.DefaultRescanLookback,
-		},
-		RequestsPerMinute: DefaultRequestsPerMinute,
-	}
 }
 
 // DecodeConfig decodes a collector "entra" block.
 func DecodeConfig(body hcl.Body, ctx *hcl.EvalContext) (*Config, hcl.Diagnostics) {
 	c := &Config{}
-	diags := gohcl.DecodeBody(body, ctx, c)
-	if diags.HasErrors() {
-		return nil, diags
-	}
-	if b, ok := body.(interface{ MissingItemRange() hcl.Range }); ok {
-		c.rng = b.MissingItemRange()
-	}
-	var ds hcl.Diagnostics
-	c.Window, ds = window.DecodeAttrs(c.Remain, ctx, defaultWindow())
-	return c, append(diags, ds...)
+	return window.DecodeBlock(body, ctx, c, &c.Remain, window.DefaultSettings(DefaultRequestsPerMinute))
 }
 
 // Validate checks the block.
 func (c *Config) Validate() hcl.Diagnostics {
-	var diags hcl.Diagnostics
-	bad := func(summary, detail string) {
-		diags = append(diags, hclconfig.Error(c.rng, summary, detail))
-	}
-	parse := func(name, raw, def string) *url.URL {
-		if raw == "" {
-			raw = def
-		}
-		u, err := window.BaseURL(raw)
-		if err != nil {
-			bad("Invalid "+name, err.Error())
-		}
-		return u
-	}
-	c.graph = parse("graph_url", c.GraphURL, DefaultGraphURL)
-	c.authority = parse("authority_url", c.AuthorityURL, DefaultAuthorityURL)
-	c.manage = parse("management_url", c.ManagementURL, DefaultManagementURL)
+	v := c.Check()
+	c.graph = v.URL("graph_url", c.GraphURL, DefaultGraphURL)
+	c.authority = v.URL("authority_url", c.AuthorityURL, DefaultAuthorityURL)
+	c.manage = v.URL("management_url", c.ManagementURL, DefaultManagementURL)
 	if c.ClientSecret != "" && c.ClientSecretFile != "" {
-		bad("Conflicting entra credentials", "Set client_secret or client_secret_file, not both.")
+		v.Bad("Conflicting entra credentials", "Set client_secret or client_secret_file, not both.")
 	}
 	for _, s := range c.ActivityLogSubscriptions {
 		if s == "" || len(s) > 64 || url.PathEscape(s) != s {
-			bad("Invalid subscription id", "activity_log_subscriptions holds subscription GUIDs.")
+			v.Bad("Invalid subscription id", "activity_log_subscriptions holds subscription GUIDs.")
 		}
 	}
-	if c.PageSize < 0 || c.PageSize > 1000 {
-		bad("Invalid page_size", "page_size must be between 1 and 1000.")
-	}
-	return diags
+	v.PageSize(c.PageSize, 1000)
+	return v.Diagnostics()
 }

@@ -5,10 +5,8 @@ import (
 	"regexp"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/gohcl"
 
 	"github.com/provtrail/provtrail/collectors/internal/window"
-	"github.com/provtrail/provtrail/internal/hclconfig"
 )
 
 // Defaults. entries.list allows 60 requests a minute per project.
@@ -36,75 +34,34 @@ type Config struct {
 	PageSize        int      `hcl:"page_size,optional"`
 	Remain          hcl.Body `hcl:",remain"`
 
-	Window   window.Settings
+	window.Block
 	endpoint *url.URL
-	rng      hcl.Range
 }
 
 var resourceName = regexp.MustCompile(`^(projects|organizations|folders|billingAccounts)/[A-Za-z0-9._:-]+$`)
 
-func defaultWindow() window.Settings {
-	return window.Settings{
-		Config: window.Config{
-			SettleLag:      window.DefaultSettleLag,
-			Overlap:        window.DefaultOverlap,
-			MaxWindow:      window.DefaultMaxWindow,
-			PollInterval:   window.DefaultPollInterval,
-			RescanInterval: window.DefaultRescanInterval,
-			RescanLookback: window.DefaultRescanLookback,
-		},
-		RequestsPerMinute: DefaultRequestsPerMinute,
-	}
-}
-
 // DecodeConfig decodes a collector "gcpaudit" block.
 func DecodeConfig(body hcl.Body, ctx *hcl.EvalContext) (*Config, hcl.Diagnostics) {
 	c := &Config{}
-	diags := gohcl.DecodeBody(body, ctx, c)
-	if diags.HasErrors() {
-		return nil, diags
-	}
-	if b, ok := body.(interface{ MissingItemRange() hcl.Range }); ok {
-		c.rng = b.MissingItemRange()
-	}
-	var ds hcl.Diagnostics
-	c.Window, ds = window.DecodeAttrs(c.Remain, ctx, defaultWindow())
-	return c, append(diags, ds...)
+	return window.DecodeBlock(body, ctx, c, &c.Remain, window.DefaultSettings(DefaultRequestsPerMinute))
 }
 
 // Validate checks the block.
 func (c *Config) Validate() hcl.Diagnostics {
-	var diags hcl.Diagnostics
-	bad := func(summary, detail string) {
-		diags = append(diags, hclconfig.Error(c.rng, summary, detail))
-	}
+	v := c.Check()
 	if len(c.ResourceNames) == 0 || len(c.ResourceNames) > 100 {
-		bad("Invalid resource_names", "Name 1 to 100 resources such as \"projects/my-project\" or \"organizations/123\".")
+		v.Bad("Invalid resource_names", "Name 1 to 100 resources such as \"projects/my-project\" or \"organizations/123\".")
 	}
 	for _, r := range c.ResourceNames {
 		if !resourceName.MatchString(r) {
-			bad("Invalid resource name", r+" is not projects/P, organizations/O, folders/F or billingAccounts/B.")
+			v.Bad("Invalid resource name", r+" is not projects/P, organizations/O, folders/F or billingAccounts/B.")
 		}
 	}
-	raw := c.EndpointURL
-	if raw == "" {
-		raw = DefaultEndpoint
-	}
-	u, err := window.BaseURL(raw)
-	if err != nil {
-		bad("Invalid endpoint_url", err.Error())
-	}
-	c.endpoint = u
-	if c.TokenURL != "" {
-		if _, err := window.BaseURL(c.TokenURL); err != nil {
-			bad("Invalid token_url", err.Error())
-		}
-	}
+	c.endpoint = v.URL("endpoint_url", c.EndpointURL, DefaultEndpoint)
+	v.URL("token_url", c.TokenURL, "")
 	if len(c.Filter) > 10000 {
-		bad("Invalid filter", "filter is longer than 10,000 characters (Logging allows 20,000 in all).")
+		v.Bad("Invalid filter", "filter is longer than 10,000 characters (Logging allows 20,000 in all).")
 	}
-	if c.PageSize < 0 || c.PageSize > 1000 {
-		bad("Invalid page_size", "page_size must be between 1 and 1000.")
-	}
-	return diags
+	v.PageSize(c.PageSize, 1000)
+	return v.Diagnostics()
 }

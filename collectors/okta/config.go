@@ -5,10 +5,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/gohcl"
 
 	"github.com/provtrail/provtrail/collectors/internal/window"
-	"github.com/provtrail/provtrail/internal/hclconfig"
 )
 
 // Defaults. Okta documents /api/v1/logs limits of 20 to 120 requests a
@@ -39,80 +37,47 @@ type Config struct {
 	OAuth     *OAuthConfig `hcl:"oauth,block"`
 	Remain    hcl.Body     `hcl:",remain"`
 
-	Window window.Settings
-	base   *url.URL
-	rng    hcl.Range
+	window.Block
+	base *url.URL
 }
 
+// defaultWindow is the shared defaults with a shorter settle lag and
+// overlap for the System Log.
 func defaultWindow() window.Settings {
-	return window.Settings{
-		Config: window.Config{
-			SettleLag:      2 * time.Minute,
-			Overlap:        15 * time.Minute,
-			MaxWindow:      window.DefaultMaxWindow,
-			PollInterval:   window.DefaultPollInterval,
-			RescanInterval: window.DefaultRescanInterval,
-			RescanLookback: window.DefaultRescanLookback,
-		},
-		RequestsPerMinute: DefaultRequestsPerMinute,
-	}
+	s := window.DefaultSettings(DefaultRequestsPerMinute)
+	s.Config.SettleLag = 2 * time.Minute
+	s.Config.Overlap = 15 * time.Minute
+	return s
 }
 
 // DecodeConfig decodes a collector "okta" block.
 func DecodeConfig(body hcl.Body, ctx *hcl.EvalContext) (*Config, hcl.Diagnostics) {
 	c := &Config{}
-	diags := gohcl.DecodeBody(body, ctx, c)
-	if diags.HasErrors() {
-		return nil, diags
-	}
-	if b, ok := body.(interface{ MissingItemRange() hcl.Range }); ok {
-		c.rng = b.MissingItemRange()
-	}
-	var ds hcl.Diagnostics
-	c.Window, ds = window.DecodeAttrs(c.Remain, ctx, defaultWindow())
-	diags = append(diags, ds...)
-	return c, diags
+	return window.DecodeBlock(body, ctx, c, &c.Remain, defaultWindow())
 }
 
 // Validate checks the block.
 func (c *Config) Validate() hcl.Diagnostics {
-	var diags hcl.Diagnostics
-	bad := func(summary, detail string) {
-		diags = append(diags, hclconfig.Error(c.rng, summary, detail))
-	}
+	v := c.Check()
 	switch {
 	case c.Domain == "" && c.BaseURL == "":
-		bad("Missing okta domain", `Set domain = "ORG.okta.com" (or base_url).`)
+		v.Bad("Missing okta domain", `Set domain = "ORG.okta.com" (or base_url).`)
 	case c.Domain != "" && c.BaseURL != "":
-		bad("Conflicting okta endpoint", "Set domain or base_url, not both.")
+		v.Bad("Conflicting okta endpoint", "Set domain or base_url, not both.")
 	default:
-		raw := c.BaseURL
-		if raw == "" {
-			raw = "https://" + c.Domain
-		}
-		u, err := window.BaseURL(raw)
-		if err != nil {
-			bad("Invalid okta endpoint", err.Error())
-		}
-		c.base = u
+		c.base = v.URL("okta endpoint", c.BaseURL, "https://"+c.Domain)
 	}
 	if c.Token != "" && c.TokenFile != "" {
-		bad("Conflicting okta credentials", "Set token or token_file, not both.")
+		v.Bad("Conflicting okta credentials", "Set token or token_file, not both.")
 	}
 	if c.OAuth != nil {
 		if c.Token != "" || c.TokenFile != "" {
-			bad("Conflicting okta credentials", "Use an API token (token, token_file) or an oauth block, not both.")
+			v.Bad("Conflicting okta credentials", "Use an API token (token, token_file) or an oauth block, not both.")
 		}
-		if c.OAuth.TokenURL != "" {
-			if _, err := window.BaseURL(c.OAuth.TokenURL); err != nil {
-				bad("Invalid oauth token_url", err.Error())
-			}
-		}
+		v.URL("oauth token_url", c.OAuth.TokenURL, "")
 	}
-	if c.PageSize < 0 || c.PageSize > 1000 {
-		bad("Invalid page_size", "page_size must be between 1 and 1000.")
-	}
-	return diags
+	v.PageSize(c.PageSize, 1000)
+	return v.Diagnostics()
 }
 
 // token returns the SSWS API token from the config, token_file or env.

@@ -4,11 +4,9 @@ import (
 	"net/url"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/gohcl"
 
 	"github.com/provtrail/provtrail/collectors/internal/cloudjson"
 	"github.com/provtrail/provtrail/collectors/internal/window"
-	"github.com/provtrail/provtrail/internal/hclconfig"
 )
 
 // Defaults. The Reports API quota is far above what one admin log needs;
@@ -36,68 +34,27 @@ type Config struct {
 	PageSize        int      `hcl:"page_size,optional"`
 	Remain          hcl.Body `hcl:",remain"`
 
-	Window   window.Settings
+	window.Block
 	endpoint *url.URL
-	rng      hcl.Range
-}
-
-func defaultWindow() window.Settings {
-	return window.Settings{
-		Config: window.Config{
-			SettleLag:      window.DefaultSettleLag,
-			Overlap:        window.DefaultOverlap,
-			MaxWindow:      window.DefaultMaxWindow,
-			PollInterval:   window.DefaultPollInterval,
-			RescanInterval: window.DefaultRescanInterval,
-			RescanLookback: window.DefaultRescanLookback,
-		},
-		RequestsPerMinute: DefaultRequestsPerMinute,
-	}
 }
 
 // DecodeConfig decodes a collector "workspace" block.
 func DecodeConfig(body hcl.Body, ctx *hcl.EvalContext) (*Config, hcl.Diagnostics) {
 	c := &Config{}
-	diags := gohcl.DecodeBody(body, ctx, c)
-	if diags.HasErrors() {
-		return nil, diags
-	}
-	if b, ok := body.(interface{ MissingItemRange() hcl.Range }); ok {
-		c.rng = b.MissingItemRange()
-	}
-	var ds hcl.Diagnostics
-	c.Window, ds = window.DecodeAttrs(c.Remain, ctx, defaultWindow())
-	return c, append(diags, ds...)
+	return window.DecodeBlock(body, ctx, c, &c.Remain, window.DefaultSettings(DefaultRequestsPerMinute))
 }
 
 // Validate checks the block.
 func (c *Config) Validate() hcl.Diagnostics {
-	var diags hcl.Diagnostics
-	bad := func(summary, detail string) {
-		diags = append(diags, hclconfig.Error(c.rng, summary, detail))
-	}
+	v := c.Check()
 	if cloudjson.Email(c.Subject) == "" {
-		bad("Invalid subject", "subject is the email of the Workspace admin the service account acts as.")
+		v.Bad("Invalid subject", "subject is the email of the Workspace admin the service account acts as.")
 	}
 	if c.CredentialsFile == "" {
-		bad("Missing credentials_file", "The Reports API needs a service account with domain-wide delegation.")
+		v.Bad("Missing credentials_file", "The Reports API needs a service account with domain-wide delegation.")
 	}
-	raw := c.EndpointURL
-	if raw == "" {
-		raw = DefaultEndpoint
-	}
-	u, err := window.BaseURL(raw)
-	if err != nil {
-		bad("Invalid endpoint_url", err.Error())
-	}
-	c.endpoint = u
-	if c.TokenURL != "" {
-		if _, err := window.BaseURL(c.TokenURL); err != nil {
-			bad("Invalid token_url", err.Error())
-		}
-	}
-	if c.PageSize < 0 || c.PageSize > 1000 {
-		bad("Invalid page_size", "page_size must be between 1 and 1000.")
-	}
-	return diags
+	c.endpoint = v.URL("endpoint_url", c.EndpointURL, DefaultEndpoint)
+	v.URL("token_url", c.TokenURL, "")
+	v.PageSize(c.PageSize, 1000)
+	return v.Diagnostics()
 }
