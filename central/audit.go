@@ -49,6 +49,10 @@ type AuditConfig struct {
 	// Previous is an earlier checkpoint this auditor saw; the audited one
 	// must be consistent with it.
 	Previous []byte
+	// Inclusion lists log indexes (from agents' receipts) whose inclusion
+	// in the audited checkpoint is proven with an RFC 6962 inclusion proof
+	// built from the log's tiles.
+	Inclusion []uint64
 	// Progress is called now and then during long audits.
 	Progress func(AuditProgress)
 }
@@ -62,14 +66,16 @@ type AuditProgress struct {
 // AuditReport is what an audit checked and found. Problems are failures,
 // each with its exact reason; Notes are worth knowing but not failures.
 type AuditReport struct {
-	Checkpoint     []byte
-	TreeSize       uint64
-	Leaves         uint64
-	Batches        int
-	Unpublished    int // stored batches newer than the checkpoint (checked, not yet provable)
-	Events         int
-	Streams        int
-	Consistent     bool // consistency with Previous was proven
+	Checkpoint  []byte
+	TreeSize    uint64
+	Leaves      uint64
+	Batches     int
+	Unpublished int // stored batches newer than the checkpoint (checked, not yet provable)
+	Events      int
+	Streams     int
+	Consistent  bool // consistency with Previous was proven
+	// Included lists the Inclusion indexes proven, with the batch each is.
+	Included       []string
 	Problems       []string
 	Notes          []string
 	problemsCapped bool
@@ -127,6 +133,9 @@ func Audit(ctx context.Context, cfg AuditConfig) (*AuditReport, error) {
 	rep.TreeSize = cp.Size
 	if len(cfg.Previous) > 0 {
 		checkPrevious(ctx, cfg, cp, rep)
+	}
+	for _, idx := range cfg.Inclusion {
+		checkInclusion(ctx, cfg, cp, idx, rep)
 	}
 	a := &auditor{cfg: cfg, rep: rep, streams: map[string]*auditStream{}, leafSeen: map[[32]byte]uint64{}, aud: cfg.Audience}
 	if cfg.Store != nil {
@@ -216,6 +225,33 @@ func checkPrevious(ctx context.Context, cfg AuditConfig, cp *log.Checkpoint, rep
 		return
 	}
 	rep.Consistent = true
+}
+
+func checkInclusion(ctx context.Context, cfg AuditConfig, cp *log.Checkpoint, idx uint64, rep *AuditReport) {
+	if idx >= cp.Size {
+		rep.fail("inclusion of log index %d: the checkpoint covers only %d leaves", idx, cp.Size)
+		return
+	}
+	b, err := cfg.Source.BatchAt(ctx, idx)
+	if err != nil {
+		rep.fail("inclusion of log index %d: stored batch: %v", idx, err)
+		return
+	}
+	pb, err := client.NewProofBuilder(ctx, cp.Size, cfg.Source.ReadTile)
+	if err != nil {
+		rep.fail("inclusion of log index %d: %v", idx, err)
+		return
+	}
+	p, err := pb.InclusionProof(ctx, idx)
+	if err != nil {
+		rep.fail("inclusion of log index %d: cannot build proof: %v", idx, err)
+		return
+	}
+	if err := VerifyInclusion(cp, idx, b.Envelope, p); err != nil {
+		rep.fail("inclusion of log index %d: the stored header is not the logged leaf: %v", idx, err)
+		return
+	}
+	rep.Included = append(rep.Included, fmt.Sprintf("log index %d (%s)", idx, describeLeaf(b.Envelope)))
 }
 
 func (a *auditor) progress() {

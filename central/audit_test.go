@@ -90,11 +90,11 @@ func TestAuditCatchesTampering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Audit(ctx, AuditConfig{Source: src, Origin: tc.srv.Log().Origin(), Verifier: tc.srv.Log().Verifier(), Previous: firstCP})
+	rep, err := Audit(ctx, AuditConfig{Source: src, Origin: tc.srv.Log().Origin(), Verifier: tc.srv.Log().Verifier(), Previous: firstCP, Inclusion: []uint64{0, 5}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.OK() || rep.Batches != 8 || !rep.Consistent {
+	if !rep.OK() || rep.Batches != 8 || !rep.Consistent || len(rep.Included) != 2 {
 		t.Fatalf("remote audit: %+v", rep)
 	}
 

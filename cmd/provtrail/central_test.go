@@ -255,8 +255,8 @@ collector "authlog" "system" {
 	}
 	keyCopy := writeFile(t, dir, "auditor.vkey", string(vkey))
 	cp := filepath.Join(dir, "seen.checkpoint")
-	code, out, errs := runCmd(t, "verify", "--url", "https://"+addr, "--ca", filepath.Join(dir, "ca.pem"), "--log-key", keyCopy, "--save-checkpoint", cp)
-	if code != 0 || !strings.Contains(out, "verified: no problems found") {
+	code, out, errs := runCmd(t, "verify", "--url", "https://"+addr, "--ca", filepath.Join(dir, "ca.pem"), "--log-key", keyCopy, "--save-checkpoint", cp, "--inclusion", "0")
+	if code != 0 || !strings.Contains(out, "verified: no problems found") || !strings.Contains(out, "ok   inclusion of log index 0 (agent web-01") {
 		t.Fatalf("verify --url: %d\n%s\n%s", code, out, errs)
 	}
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs := newFlagSet("verify", "verify (--config central.hcl | --data-dir DIR | --url URL [--ca FILE]) [--log-key FILE] [--origin NAME] [--previous FILE] [--save-checkpoint FILE]", stdout, stderr)
 	var path, dataDir, base, caFile, keyFile, origin, previous, save string
 	var quiet bool
+	var inclusion indexList
 	fs.StringVar(&path, "config", "", "central configuration file: audit its data_dir offline")
 	fs.StringVar(&dataDir, "data-dir", "", "audit this central data_dir offline")
 	fs.StringVar(&base, "url", "", "audit a running central over HTTPS")
@@ -34,6 +36,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&previous, "previous", "", "a checkpoint saved earlier: prove the log only grew since")
 	fs.StringVar(&save, "save-checkpoint", "", "write the verified checkpoint here (for the next --previous)")
 	fs.BoolVar(&quiet, "quiet", false, "no progress line")
+	fs.Var(&inclusion, "inclusion", "prove that the batch at this log index (from an agent's receipt) is in the checkpoint; repeatable")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
 	}
@@ -76,7 +79,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 	}
 
-	cfg := central.AuditConfig{Origin: logOrigin, Verifier: v, Previous: prev}
+	cfg := central.AuditConfig{Origin: logOrigin, Verifier: v, Previous: prev, Inclusion: inclusion}
 	tty := false
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		tty = true
@@ -156,6 +159,9 @@ func printAuditReport(w io.Writer, rep *central.AuditReport, origin, keyNote str
 	if withPrevious {
 		fmt.Fprintf(w, "%s consistency with the previous checkpoint\n", mark(rep.Consistent))
 	}
+	for _, in := range rep.Included {
+		fmt.Fprintf(w, "ok   inclusion of %s\n", in)
+	}
 	fmt.Fprintf(w, "%s tiles and root hash over %d leaves\n", mark(!hasProblem(rep, "log tiles")), rep.Leaves)
 	fmt.Fprintf(w, "%s %d batch headers: signatures and chains of %d streams, bodies against digests\n", mark(ok), rep.Batches, rep.Streams)
 	if rep.Events > 0 {
@@ -172,6 +178,20 @@ func printAuditReport(w io.Writer, rep *central.AuditReport, origin, keyNote str
 	} else {
 		fmt.Fprintf(w, "NOT VERIFIED: %d problem(s)\n", len(rep.Problems))
 	}
+}
+
+// indexList is a repeatable flag of log indexes.
+type indexList []uint64
+
+func (l *indexList) String() string { return fmt.Sprint(*l) }
+
+func (l *indexList) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a log index", s)
+	}
+	*l = append(*l, n)
+	return nil
 }
 
 func hasProblem(rep *central.AuditReport, substr string) bool {
