@@ -255,6 +255,20 @@ collector "authlog" "system" {
 	}
 	keyCopy := writeFile(t, dir, "auditor.vkey", string(vkey))
 	cp := filepath.Join(dir, "seen.checkpoint")
+	// Receipts are acknowledged before a checkpoint covers them; wait for
+	// the proof of the first one, as an agent fetching its proof would.
+	hc, err := httpClient(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a checkpoint covering log index 0", func() bool {
+		resp, err := hc.Get("https://" + addr + "/v1/proofs/index/0")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
 	code, out, errs := runCmd(t, "verify", "--url", "https://"+addr, "--ca", filepath.Join(dir, "ca.pem"), "--log-key", keyCopy, "--save-checkpoint", cp, "--inclusion", "0")
 	if code != 0 || !strings.Contains(out, "verified: no problems found") || !strings.Contains(out, "ok   inclusion of log index 0 (agent web-01") {
 		t.Fatalf("verify --url: %d\n%s\n%s", code, out, errs)
