@@ -227,6 +227,7 @@ func (r *crashRig) logs() string {
 // authWriter appends useradd lines to the auth log, as useradd's syslog
 // would, and counts them.
 type authWriter struct {
+	mu   sync.Mutex // write is called from the writer goroutine and tests
 	f    *os.File
 	n    atomic.Int64
 	stop chan struct{}
@@ -234,6 +235,8 @@ type authWriter struct {
 }
 
 func (w *authWriter) write(k int) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	var b bytes.Buffer
 	for range k {
 		i := w.n.Load()
@@ -454,7 +457,32 @@ func TestReceiverDownSpoolFullPauses(t *testing.T) {
 	names := r.sink.Names(t)
 	for i, name := range names {
 		if name != fmt.Sprintf("user%d", i) {
-			t.Fatalf("event %d is %s, want user%d", i, name, i)
+			seen := map[string]int{}
+			for _, n := range names {
+				seen[n]++
+			}
+			var missing, dup []int
+			for j := range n {
+				switch seen[fmt.Sprintf("user%d", j)] {
+				case 0:
+					missing = append(missing, j)
+				case 1:
+				default:
+					dup = append(dup, j)
+				}
+			}
+			var dump strings.Builder
+			for _, b := range recv.Batches() {
+				fmt.Fprintf(&dump, "seq %d:", b.Seq)
+				for _, line := range b.Events {
+					var e event.Event
+					json.Unmarshal(line, &e)
+					fmt.Fprintf(&dump, " %s@%d", e.Target.User.Name, *e.Source.Offset)
+				}
+				dump.WriteString("\n")
+			}
+			os.WriteFile(filepath.Join(os.TempDir(), "receiverdown-names.txt"), []byte(dump.String()), 0o644)
+			t.Fatalf("event %d is %s, want user%d; %d events for %d lines; missing %v; duplicated %v\n%s", i, name, i, len(names), n, missing, dup, r.logs())
 		}
 	}
 	if len(names) != n {

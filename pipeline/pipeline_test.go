@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -40,6 +43,7 @@ type rig struct {
 }
 
 type rigOptions struct {
+	heartbeat      time.Duration
 	correlate      *correlate.Config
 	spoolMax       int64
 	batchMaxEvents int
@@ -96,7 +100,8 @@ func startRig(t testing.TB, dir string, id *signer.PrivateKey, o rigOptions) *ri
 		t.Fatal(err)
 	}
 	r.p, err = New(Config{Spool: r.sp, Positions: r.ps, Chain: r.chain,
-		BatchMaxEvents: o.batchMaxEvents, BatchMaxWait: o.batchMaxWait, Correlate: o.correlate}, through)
+		BatchMaxEvents: o.batchMaxEvents, BatchMaxWait: o.batchMaxWait, Correlate: o.correlate,
+		Heartbeat: o.heartbeat}, through)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,6 +421,151 @@ func TestCorrelatedCollectors(t *testing.T) {
 	for k, want := range map[string]string{"authlog/system": "L1", "auditd/local": "A1", "okta/org": "O1"} {
 		if got := string(ps.Get(k)); got != want {
 			t.Errorf("position of %s = %q, want %q", k, got, want)
+		}
+	}
+}
+
+// scripted answers POSTed batches from a list of (status, Retry-After,
+// body) and records when each request came.
+type scripted struct {
+	mu      sync.Mutex
+	answers []scriptedAnswer
+	times   []time.Time
+	protos  []string
+}
+
+type scriptedAnswer struct {
+	status     int
+	retryAfter string
+	body       string
+}
+
+func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	io.Copy(io.Discard, r.Body)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.times = append(s.times, time.Now())
+	s.protos = append(s.protos, r.Proto)
+	a := scriptedAnswer{status: 200, body: `{"verdict":"accepted","log_index":1}`}
+	if len(s.answers) > 0 {
+		a, s.answers = s.answers[0], s.answers[1:]
+	}
+	if a.retryAfter != "" {
+		w.Header().Set("Retry-After", a.retryAfter)
+	}
+	w.WriteHeader(a.status)
+	io.WriteString(w, a.body)
+}
+
+// TestForwarderAnswers drives the forwarder against scripted answers:
+// Retry-After is honoured, server errors back off, a refusal that is not
+// about the batch (wrong audience) keeps it spooled and retries, a batch
+// central rejects as forged is set aside, and HTTP/2 is used over TLS.
+func TestForwarderAnswers(t *testing.T) {
+	cases := []struct {
+		name     string
+		answers  []scriptedAnswer
+		minGap   time.Duration // between the first two attempts
+		setAside bool
+		attempts int
+	}{
+		{"retry-after seconds", []scriptedAnswer{{429, "1", `{"reason":"slow down"}`}}, time.Second, false, 2},
+		{"503 without retry-after backs off", []scriptedAnswer{{503, "", `{"retry":true}`}}, 10 * time.Millisecond, false, 2},
+		{"wrong audience is retried, not set aside", []scriptedAnswer{{421, "", `{"verdict":"wrong_audience","reason":"aud"}`}}, 10 * time.Millisecond, false, 2},
+		{"not enrolled is retried, not set aside", []scriptedAnswer{{403, "", `{"verdict":"unknown_key","reason":"agent \"host-1\" is not enrolled"}`}}, 10 * time.Millisecond, false, 2},
+		{"forged batch is set aside", []scriptedAnswer{{403, "", `{"verdict":"bad_signature","reason":"signature does not verify"}`}}, 0, true, 1},
+		{"malformed batch is set aside", []scriptedAnswer{{400, "", `{"verdict":"malformed","reason":"bad"}`}}, 0, true, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := &scripted{answers: tc.answers}
+			ts := httptest.NewUnstartedServer(srv)
+			ts.EnableHTTP2 = true
+			ts.StartTLS()
+			defer ts.Close()
+			dir := t.TempDir()
+			id := testIdentity(t)
+			sp, err := spool.Open(spool.Config{Dir: filepath.Join(dir, "spool")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sp.Close()
+			chain, err := signer.OpenChain(context.Background(), signer.ChainConfig{Dir: filepath.Join(dir, "chain"),
+				Audience: "a", AgentID: "host-1", Identity: id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer chain.Close()
+			_, err = chain.Seal(context.Background(), nil, signer.Meta{}, func(_ context.Context, b signer.Batch) error {
+				wire, err := signer.MarshalBatch(b)
+				if err != nil {
+					return err
+				}
+				_, err = sp.Append(encodeEntry(wire, nil))
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fw, err := NewForwarder(ForwarderConfig{URL: ts.URL, Client: ts.Client(), Spool: sp, StateDir: dir,
+				Commit: func() (uint64, error) { return sp.Stats().Last, nil }, MinBackoff: 20 * time.Millisecond,
+				MaxBackoff: 100 * time.Millisecond, AckInterval: 10 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- fw.Run(ctx) }()
+			waitFor(t, "batch acknowledged", 10*time.Second, func() bool { return sp.Stats().Pending == 0 })
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			srv.mu.Lock()
+			defer srv.mu.Unlock()
+			if len(srv.times) != tc.attempts {
+				t.Fatalf("%d attempts, want %d", len(srv.times), tc.attempts)
+			}
+			if tc.attempts > 1 {
+				if gap := srv.times[1].Sub(srv.times[0]); gap < tc.minGap {
+					t.Fatalf("retried after %v, want at least %v", gap, tc.minGap)
+				}
+			}
+			if srv.protos[0] != "HTTP/2.0" {
+				t.Errorf("protocol %s, want HTTP/2.0", srv.protos[0])
+			}
+			kept, _ := filepath.Glob(filepath.Join(dir, "rejected", "*.batch"))
+			if (len(kept) > 0) != tc.setAside {
+				t.Fatalf("set aside: %v, want %v", kept, tc.setAside)
+			}
+			last, err := LastAckedEnvelope(dir)
+			if err != nil || last == nil {
+				t.Fatalf("last acknowledged envelope not kept: %v", err)
+			}
+		})
+	}
+}
+
+// TestHeartbeats: an idle agent seals empty batches so central can tell
+// silence from loss; a busy one does not need them.
+func TestHeartbeats(t *testing.T) {
+	id := testIdentity(t)
+	r := startRig(t, t.TempDir(), id, rigOptions{heartbeat: 100 * time.Millisecond, batchMaxWait: 5 * time.Millisecond})
+	waitFor(t, "two heartbeats", 10*time.Second, func() bool {
+		n := 0
+		for _, b := range r.recv.Batches() {
+			if b.Heartbeat {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	emitRange(t, r.p.Emitter("test/gen"), 0, 3)
+	waitFor(t, "events", 5*time.Second, func() bool { return r.recv.EventCount() == 3 })
+	bs := r.recv.Batches()
+	for i, b := range bs {
+		if b.Seq != uint64(i) {
+			t.Fatalf("batch %d has seq %d", i, b.Seq)
 		}
 	}
 }
