@@ -2,10 +2,11 @@ package auditd
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"time"
 
 	"github.com/provtrail/provtrail/collectors"
+	"github.com/provtrail/provtrail/collectors/internal/tail"
 )
 
 // LineFollower is what the collector needs from a rotation-aware file
@@ -17,14 +18,12 @@ import (
 // the file and no new data came for a short while, so that held events
 // can be flushed. It resumes from start (nil: the follower's first start)
 // and returns ctx.Err() when ctx is done, or the first error line returns.
+//
+// The shared tailer, *tail.Tailer, is the one New uses by default.
 type LineFollower interface {
 	Follow(ctx context.Context, path string, start collectors.Position,
 		line func(b []byte, next collectors.Position) error, idle func() error) error
 }
-
-// ErrNoFollower is returned by New when no LineFollower was given: the
-// shared tailer is wired by the agent (see NewFactoryWithFollower).
-var ErrNoFollower = errors.New("auditd: no file follower configured")
 
 // Collector follows audit.log through a LineFollower.
 type Collector struct {
@@ -34,15 +33,24 @@ type Collector struct {
 	now    func() time.Time
 }
 
-var _ collectors.Collector = (*Collector)(nil)
+var (
+	_ collectors.Collector = (*Collector)(nil)
+	_ LineFollower         = (*tail.Tailer)(nil)
+)
 
-// New returns a collector for cfg reading through f.
+// New returns a collector for cfg reading through f; nil f means the
+// shared tailer (collectors/internal/tail) configured by cfg, reporting
+// to set.Logger and set.Problems.
 func New(set collectors.Settings, cfg *Config, f LineFollower) (*Collector, error) {
-	if f == nil {
-		return nil, ErrNoFollower
-	}
 	if diags := cfg.Validate(); diags.HasErrors() {
 		return nil, diags
+	}
+	if f == nil {
+		t, err := tail.New(cfg.tailConfig(set))
+		if err != nil {
+			return nil, fmt.Errorf("auditd: %w", err)
+		}
+		f = t
 	}
 	return &Collector{set: set, cfg: *cfg, follow: f, now: time.Now}, nil
 }

@@ -32,7 +32,15 @@
 //
 // # Following the file
 //
-// The collector reads through a LineFollower: the rotation-aware tailer
-// (rename rotation, copytruncate, resume in .1, fsnotify + poll) that the
-// authlog collector also needs. Its Position is the follower's.
+// The collector reads through a LineFollower, by default the tailer it
+// shares with authlog (collectors/internal/tail): auditd's own rotation
+// (max_log_file_action = ROTATE renames audit.log to audit.log.1, .1 to
+// .2 and so on up to num_logs, then opens a new audit.log), logrotate's
+// rename or copytruncate, a restart whose position is in audit.log.1,
+// fsnotify wake-ups with a poll every poll_interval. Held events are
+// flushed when the file has been quiet for a second. Its Position is the
+// tailer's: {"v":1,"files":[{"path":...,"device":...,"inode":...,
+// "fingerprint":...,"offset":...}]}, taken after each event's last record.
+// Source.Offset counts from where the run started reading, not from the
+// file's start: a LineFollower hands over lines, not offsets.
 package auditd

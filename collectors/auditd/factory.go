@@ -11,14 +11,12 @@ import (
 // Type is the collector type of this package.
 const Type = "auditd"
 
-// NewFactory returns the factory of the auditd collector without a file
-// follower: its parser works (provtrail parse), New fails with
-// ErrNoFollower until the agent wires the shared tailer through
-// NewFactoryWithFollower.
+// NewFactory returns the factory of the auditd collector, which follows
+// audit.log with the shared tailer (collectors/internal/tail).
 func NewFactory() collectors.Factory { return NewFactoryWithFollower(nil) }
 
 // NewFactoryWithFollower returns the factory of the auditd collector
-// reading audit.log through f.
+// reading audit.log through f (nil: the shared tailer).
 func NewFactoryWithFollower(f LineFollower) collectors.Factory {
 	return collectors.Factory{
 		Type:        Type,

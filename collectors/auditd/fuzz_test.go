@@ -93,6 +93,10 @@ func TestConfig(t *testing.T) {
 		{`path = "/var/log/audit/audit.log"` + "\nprivileged_groups = [\"wheel\"]", ""},
 		{`path = "audit.log"`, "Invalid path"},
 		{`paths = "/x"`, "Unsupported argument"},
+		{"start_at = \"end\"\npoll_interval = \"250ms\"\nrotate_wait = \"0s\"", ""},
+		{`start_at = "middle"`, "Invalid start_at"},
+		{`poll_interval = "1ms"`, "Invalid poll_interval"},
+		{`rotate_wait = "soon"`, "Invalid duration"},
 	} {
 		cfg, diags := decodeHCL(t, fac, tc.src)
 		if tc.wantErr == "" {
@@ -106,7 +110,10 @@ func TestConfig(t *testing.T) {
 		}
 	}
 	cfg, _ := decodeHCL(t, fac, "")
-	if _, err := fac.New(collectors.Settings{}, cfg); err != ErrNoFollower {
-		t.Errorf("New without follower: %v", err)
+	if c := cfg.(*Config); c.StartAt != "beginning" || c.PollInterval != time.Second || c.RotateWait != time.Second {
+		t.Errorf("defaults: %+v", c)
+	}
+	if _, err := fac.New(collectors.Settings{}, cfg); err != nil {
+		t.Errorf("New with the shared tailer: %v", err)
 	}
 }

@@ -18,39 +18,9 @@ import (
 // -update it refreshes testdata/real-chroot.log from the run (the account
 // records only), which TestParserGolden then pins.
 func TestRealAuditd(t *testing.T) {
-	for _, tool := range []string{"useradd", "usermod", "userdel", "groupadd", "groupdel", "gpasswd", "chage"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("PROVTRAIL_TESTENV_REQUIRED") == "1" {
-				t.Fatalf("%s not found (Debian package passwd)", tool)
-			}
-			t.Skipf("%s not found", tool)
-		}
-	}
+	sh := newShadowRoot(t, "useradd", "usermod", "userdel", "groupadd", "groupdel", "gpasswd", "chage")
 	a := testenv.StartAuditd(t)
-	root := t.TempDir()
-	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
-	for rel, s := range map[string]string{
-		"etc/passwd":  "root:x:0:0:root:/root:/bin/bash\n",
-		"etc/shadow":  "root:*:19000:0:99999:7:::\n",
-		"etc/group":   "root:x:0:\nsudo:x:27:\nusers:x:100:\n",
-		"etc/gshadow": "root:*::\nsudo:*::\nusers:*::\n",
-	} {
-		if err := os.WriteFile(filepath.Join(root, rel), []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The kernel audits every process on the host: other tests' tools
-	// show up in the log too. Only the records of our own runs count.
-	ours := map[int]bool{}
-	run := func(args ...string) {
-		t.Helper()
-		cmd := exec.Command(args[0], args[1:]...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%q: %v\n%s", args, err, out)
-		}
-		ours[cmd.Process.Pid] = true
-	}
+	root, run, ours := sh.root, sh.run, sh.ours
 	run("groupadd", "--root", root, "-g", "2000", "pt_ops")
 	run("useradd", "--root", root, "-u", "1500", "-G", "pt_ops", "pt_real")
 	run("usermod", "--root", root, "-s", "/bin/sh", "pt_real")
@@ -134,3 +104,51 @@ func TestRealAuditd(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// shadowRoot is a scratch root (--root) for the real shadow-utils tools,
+// and the pids of the runs made in it: the kernel audits every process on
+// the host, and only the records of our own runs count.
+type shadowRoot struct {
+	root string
+	ours map[int]bool
+	t    *testing.T
+}
+
+// newShadowRoot skips (fails in CI) when a tool is missing, and writes a
+// minimal passwd, shadow, group and gshadow.
+func newShadowRoot(t *testing.T, tools ...string) *shadowRoot {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("PROVTRAIL_TESTENV_REQUIRED") == "1" {
+				t.Fatalf("%s not found (Debian package passwd)", tool)
+			}
+			t.Skipf("%s not found", tool)
+		}
+	}
+	sh := &shadowRoot{root: t.TempDir(), ours: map[int]bool{}, t: t}
+	if err := os.MkdirAll(filepath.Join(sh.root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for rel, s := range map[string]string{
+		"etc/passwd":  "root:x:0:0:root:/root:/bin/bash\n",
+		"etc/shadow":  "root:*:19000:0:99999:7:::\n",
+		"etc/group":   "root:x:0:\nsudo:x:27:\nusers:x:100:\n",
+		"etc/gshadow": "root:*::\nsudo:*::\nusers:*::\n",
+	} {
+		if err := os.WriteFile(filepath.Join(sh.root, rel), []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sh
+}
+
+// run runs a tool (args as given) and remembers its pid.
+func (sh *shadowRoot) run(args ...string) {
+	sh.t.Helper()
+	cmd := exec.Command(args[0], args[1:]...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		sh.t.Fatalf("%q: %v\n%s", args, err, out)
+	}
+	sh.ours[cmd.Process.Pid] = true
+}
