@@ -29,11 +29,12 @@ var authLogCandidates = []string{"/var/log/auth.log", "/var/log/secure"}
 // stored, until interrupted.
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("dev", "dev [--data-dir DIR] [--listen 127.0.0.1:7080] [--auth-log FILE] [--start-at end|beginning]", stdout, stderr)
-	var dir, listen, authLog, startAt, logLevel string
+	var dir, listen, authLog, startAt, logLevel, colls string
 	fs.StringVar(&dir, "data-dir", "provtrail-dev", "where keys, configs, central's data and the agent's state go")
 	fs.StringVar(&listen, "listen", "127.0.0.1:7080", "central's address (loopback only; plain HTTP in dev mode)")
 	fs.StringVar(&authLog, "auth-log", "", "auth log to follow (default: the first of "+strings.Join(authLogCandidates, ", ")+" that exists)")
 	fs.StringVar(&startAt, "start-at", "end", "read the auth log from its end (only new changes) or its beginning")
+	fs.StringVar(&colls, "collectors", "auto", "host collectors to run: auto (those this host has), or a list of authlog, accounts, auditd, journald")
 	fs.StringVar(&logLevel, "log-level", "warn", "log level of central and agent messages (stderr)")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
@@ -95,7 +96,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if authLog != "" {
 		paths = []string{authLog}
 	}
-	if err := writeDevAgentHCL(env, url, paths, startAt); err != nil {
+	extra, names, err := devHostCollectors(colls, authLog != "")
+	if err != nil {
+		fmt.Fprintf(stderr, "provtrail dev: --collectors: %v\n", err)
+		return exitUsage
+	}
+	if err := writeDevAgentHCL(env, url, paths, startAt, extra); err != nil {
 		fmt.Fprintf(stderr, "provtrail dev: %v\n", err)
 		return exitFailure
 	}
@@ -118,6 +124,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "  following      %s (from its %s)\n", authLog, startAt)
 		} else {
 			fmt.Fprintf(stdout, "  following      none of %s exists yet; waiting for one to appear\n", strings.Join(authLogCandidates, ", "))
+		}
+		if len(names) > 0 {
+			fmt.Fprintf(stdout, "  also           %s\n", strings.Join(names, ", "))
 		}
 		fmt.Fprintf(stdout, "  query          provtrail query --config %s [--user U] [--format ndjson]\n", env.centralHCL)
 		fmt.Fprintf(stdout, "  verify         provtrail verify --config %s\n", env.centralHCL)
@@ -186,7 +195,44 @@ agent "dev" {
 	return e, nil
 }
 
-func writeDevAgentHCL(e *devEnv, url string, paths []string, startAt string) error {
+// devHostCollectors returns the extra collector blocks (beyond authlog)
+// for `provtrail dev` and their descriptions.
+func devHostCollectors(list string, haveAuthLog bool) (string, []string, error) {
+	want := map[string]bool{}
+	auto := list == "auto"
+	if !auto {
+		for _, n := range strings.Split(list, ",") {
+			switch n = strings.TrimSpace(n); n {
+			case "authlog", "accounts", "auditd", "journald":
+				want[n] = true
+			case "":
+			default:
+				return "", nil, fmt.Errorf("unknown host collector %q", n)
+			}
+		}
+	}
+	var b strings.Builder
+	var names []string
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+	if want["accounts"] || (auto && exists("/etc/passwd")) {
+		b.WriteString("\ncollector \"accounts\" \"local\" {\n  root = \"/\"\n}\n")
+		names = append(names, "accounts (/etc/passwd, group, shadow, sudoers)")
+	}
+	const auditLog = "/var/log/audit/audit.log"
+	if want["auditd"] || (auto && exists(auditLog)) {
+		fmt.Fprintf(&b, "\ncollector \"auditd\" \"local\" {\n  path = %q\n  start_at = \"end\"\n}\n", auditLog)
+		names = append(names, "auditd ("+auditLog+")")
+	}
+	// The journal carries the same syslog lines as the auth log: read it
+	// only where there is no auth log file.
+	if want["journald"] || (auto && !haveAuthLog && exists("/usr/bin/journalctl")) {
+		b.WriteString("\ncollector \"journald\" \"local\" {\n  start_at = \"end\"\n}\n")
+		names = append(names, "journald")
+	}
+	return b.String(), names, nil
+}
+
+func writeDevAgentHCL(e *devEnv, url string, paths []string, startAt, extra string) error {
 	quoted := make([]string, len(paths))
 	for i, p := range paths {
 		quoted[i] = fmt.Sprintf("%q", p)
@@ -212,7 +258,7 @@ collector "authlog" "system" {
   start_at    = %q
   flush_after = "200ms"
 }
-`, e.agentState, e.agentKey, url, strings.Join(quoted, ", "), startAt)
+`, e.agentState, e.agentKey, url, strings.Join(quoted, ", "), startAt) + extra
 	return os.WriteFile(e.agentHCL, []byte(src), 0o600)
 }
 

@@ -16,7 +16,7 @@ func TestDev(t *testing.T) {
 	dir := t.TempDir()
 	authLog := writeFile(t, dir, "auth.log", "")
 	dataDir := filepath.Join(dir, "dev")
-	stop, out, errs := startCmd(t, "dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--auth-log", authLog, "--start-at", "beginning")
+	stop, out, errs := startCmd(t, "dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--auth-log", authLog, "--start-at", "beginning", "--collectors", "authlog")
 	waitFor(t, 20*time.Second, "dev to start", func() bool { return strings.Contains(out.String(), "Events appear below") })
 	for _, want := range []string{"central        http://127.0.0.1:", "data dir       " + dataDir, "following      " + authLog + " (from its beginning)"} {
 		if !strings.Contains(out.String(), want) {
@@ -38,7 +38,7 @@ func TestDev(t *testing.T) {
 		t.Fatalf("verify after dev: %d\n%s\n%s", code, vout, verr)
 	}
 	// A second run reuses the keys and continues the chain.
-	stop, out, errs = startCmd(t, "dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--auth-log", authLog)
+	stop, out, errs = startCmd(t, "dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--auth-log", authLog, "--collectors", "authlog")
 	waitFor(t, 20*time.Second, "dev to restart", func() bool { return strings.Contains(out.String(), "Events appear below") })
 	if code := stop(); code != 0 {
 		t.Fatalf("second dev exit %d: %s", code, errs)
