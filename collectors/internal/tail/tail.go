@@ -393,6 +393,10 @@ func (fl *File) step(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if fl.fpLen < fingerprintMax {
+		// The head the next truncation check compares with.
+		fl.fp, fl.fpLen = fingerprint(fl.f)
+	}
 	now := time.Now()
 	if got {
 		fl.lastData = now
