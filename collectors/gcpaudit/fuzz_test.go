@@ -1,32 +1,15 @@
 package gcpaudit
 
 import (
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/provtrail/provtrail/collectors/internal/windowtest"
 	"github.com/provtrail/provtrail/event"
 )
 
 func FuzzMap(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.json")
-	for _, p := range files {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		var page struct {
-			Entries []json.RawMessage `json:"entries"`
-		}
-		if json.Unmarshal(b, &page) == nil {
-			for _, e := range page.Entries {
-				f.Add([]byte(e))
-			}
-		}
-		f.Add(b)
-	}
+	windowtest.SeedRecords(f, "testdata/*.json", "entries")
 	m := &mapper{now: func() time.Time { return time.Unix(0, 0) }}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		evs, ok, err := m.Map(b)

@@ -1,11 +1,7 @@
 package github
 
 import (
-	"context"
 	"flag"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,75 +16,36 @@ func parseFile(t *testing.T, path string) ([]collectors.Record, int64) {
 	t.Helper()
 	pc := &collectors.ProblemCounter{}
 	p := NewParser(collectors.Settings{Type: Type, Problems: pc})
-	p.m.now = func() time.Time { return time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC) }
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sink := &windowtest.Sink{}
-	if err := p.Parse(context.Background(), f, filepath.Base(path), sink); err != nil {
-		t.Fatal(err)
-	}
-	return sink.Records, pc.Count()
+	p.m.now = windowtest.Observed
+	return windowtest.ParseFile(t, p, path), pc.Count()
 }
 
 func TestGolden(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.json")
-	for _, path := range files {
-		t.Run(filepath.Base(path), func(t *testing.T) {
-			recs, _ := parseFile(t, path)
-			windowtest.Golden(t, recs, strings.TrimSuffix(path, ".json")+".golden.ndjson", *update)
-		})
-	}
+	windowtest.GoldenFiles(t, parseFile, *update, "testdata/*.json")
 }
 
 func TestSamples(t *testing.T) {
-	type want struct {
-		action      event.Action
-		actor       string
-		user, group string
-		privs       string
+	type want windowtest.Summary
+	tests := map[string]windowtest.Sample[want]{
+		"github-org-audit-log-page.json": {Events: []want{
+			{event.GroupMemberAdd, "octo-admin", "new-hire", "octo-org", "", event.OutcomeSuccess},
+			{event.GroupMemberAdd, "octo-admin", "new-hire", "octo-org/platform", "", event.OutcomeSuccess},
+			{event.PrivilegeGrant, "octo-admin", "new-hire", "", "org:octo-org:admin", event.OutcomeSuccess},
+		}},
+		"github-membership-events.json": {Events: []want{
+			{event.GroupMemberRemove, "octo-admin", "leaver", "octo-org/platform", "", event.OutcomeSuccess},
+			{event.GroupMemberRemove, "octo-admin", "leaver", "octo-org", "", event.OutcomeSuccess},
+			{event.PrivilegeGrant, "octo-admin", "contractor", "", "repo:octo-org/secrets:write", event.OutcomeSuccess},
+			{event.PrivilegeGrant, "octo-admin", "new-hire", "octo-org/platform", "team:octo-org/platform:maintainer", event.OutcomeSuccess},
+			{event.PrivilegeRevoke, "octo-admin", "new-hire", "", "org:octo-org:admin", event.OutcomeSuccess},
+			{event.CredentialCreate, "new-hire", "new-hire", "", "", event.OutcomeSuccess},
+		}},
 	}
-	tests := map[string][]want{
-		"github-org-audit-log-page.json": {
-			{event.GroupMemberAdd, "octo-admin", "new-hire", "octo-org", ""},
-			{event.GroupMemberAdd, "octo-admin", "new-hire", "octo-org/platform", ""},
-			{event.PrivilegeGrant, "octo-admin", "new-hire", "", "org:octo-org:admin"},
-		},
-		"github-membership-events.json": {
-			{event.GroupMemberRemove, "octo-admin", "leaver", "octo-org/platform", ""},
-			{event.GroupMemberRemove, "octo-admin", "leaver", "octo-org", ""},
-			{event.PrivilegeGrant, "octo-admin", "contractor", "", "repo:octo-org/secrets:write"},
-			{event.PrivilegeGrant, "octo-admin", "new-hire", "octo-org/platform", "team:octo-org/platform:maintainer"},
-			{event.PrivilegeRevoke, "octo-admin", "new-hire", "", "org:octo-org:admin"},
-			{event.CredentialCreate, "new-hire", "new-hire", "", ""},
-		},
-	}
-	for file, wants := range tests {
-		recs, problems := parseFile(t, filepath.Join("testdata", file))
-		if problems != 0 || len(recs) != len(wants) {
-			t.Errorf("%s: %d events, %d problems; want %d, 0", file, len(recs), problems, len(wants))
-			continue
+	windowtest.CheckSamples(t, tests, parseFile, func(t *testing.T, where string, ev event.Event) {
+		if ev.Source.EventID == "" || ev.ID != event.NewID(Type, "octo-org", ev.Source.EventID) {
+			t.Errorf("%s: id %s", where, ev.Source.EventID)
 		}
-		for i, w := range wants {
-			ev := recs[i].Event
-			var user, group string
-			if ev.Target.User != nil {
-				user = ev.Target.User.Name
-			}
-			if ev.Target.Group != nil {
-				group = ev.Target.Group.Name
-			}
-			got := want{ev.Action, ev.Actor.Name, user, group, strings.Join(ev.Target.Privileges, "|")}
-			if got != w {
-				t.Errorf("%s #%d:\n got %+v\nwant %+v", file, i, got, w)
-			}
-			if ev.Outcome != event.OutcomeSuccess || ev.Source.EventID == "" || ev.ID != event.NewID(Type, "octo-org", ev.Source.EventID) {
-				t.Errorf("%s #%d: outcome %s id %s", file, i, ev.Outcome, ev.Source.EventID)
-			}
-		}
-	}
+	})
 	recs, _ := parseFile(t, "testdata/github-org-audit-log-page.json")
 	if got := recs[0].Event.Time; !got.Equal(time.UnixMilli(1700000000000)) {
 		t.Errorf("time %s", got)

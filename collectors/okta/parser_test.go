@@ -3,11 +3,8 @@ package okta
 import (
 	"context"
 	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/provtrail/provtrail/collectors"
 	"github.com/provtrail/provtrail/collectors/internal/windowtest"
@@ -16,50 +13,26 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-var observed = time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
-
-func parseFile(t *testing.T, path string) ([]collectors.Record, *collectors.ProblemCounter) {
+func parseFile(t *testing.T, path string) ([]collectors.Record, int64) {
 	t.Helper()
 	pc := &collectors.ProblemCounter{}
 	p := NewParser(collectors.Settings{Type: Type, Problems: pc})
-	p.m.now = func() time.Time { return observed }
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sink := &windowtest.Sink{}
-	if err := p.Parse(context.Background(), f, filepath.Base(path), sink); err != nil {
-		t.Fatal(err)
-	}
-	return sink.Records, pc
+	p.m.now = windowtest.Observed
+	return windowtest.ParseFile(t, p, path), pc.Count()
 }
 
 func TestGolden(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.json")
-	for _, path := range files {
-		t.Run(filepath.Base(path), func(t *testing.T) {
-			recs, _ := parseFile(t, path)
-			windowtest.Golden(t, recs, strings.TrimSuffix(path, ".json")+".golden.ndjson", *update)
-		})
-	}
+	windowtest.GoldenFiles(t, parseFile, *update, "testdata/*.json")
 }
 
 // TestSamples pins the mapping of each sample to what it must say.
 func TestSamples(t *testing.T) {
-	type want struct {
-		action  event.Action
-		actor   string
-		user    string
-		group   string
-		privs   string
-		outcome event.Outcome
-	}
-	tests := map[string][]want{
-		"okta-user-account-privilege-grant.json": {{event.PrivilegeGrant, "jack@acme.io", "alice@acme.io", "", "Organization administrator|Application administrator (all)", event.OutcomeSuccess}},
-		"okta-system-api-token-create.json":      {{event.CredentialCreate, "user@example.com", "user@example.com", "", "", event.OutcomeSuccess}},
-		"okta-logevent-doc-example.json":         nil, // a login, and its published date is invalid
-		"okta-provisioning-page.json": {
+	type want windowtest.Summary
+	tests := map[string]windowtest.Sample[want]{
+		"okta-user-account-privilege-grant.json": {Events: []want{{event.PrivilegeGrant, "jack@acme.io", "alice@acme.io", "", "Organization administrator|Application administrator (all)", event.OutcomeSuccess}}},
+		"okta-system-api-token-create.json":      {Events: []want{{event.CredentialCreate, "user@example.com", "user@example.com", "", "", event.OutcomeSuccess}}},
+		"okta-logevent-doc-example.json":         {}, // a login, and its published date is invalid
+		"okta-provisioning-page.json": {Events: []want{
 			{event.UserCreate, "admin@example.com", "new.hire@example.com", "", "", event.OutcomeSuccess},
 			{event.GroupMemberAdd, "admin@example.com", "new.hire@example.com", "Admins", "", event.OutcomeSuccess},
 			{event.PrivilegeGrant, "provisioner", "new.hire@example.com", "", "app:AWS Account Federation", event.OutcomeSuccess},
@@ -67,32 +40,13 @@ func TestSamples(t *testing.T) {
 			{event.PasswordReset, "admin@example.com", "new.hire@example.com", "", "", event.OutcomeSuccess},
 			{event.PrivilegeRevoke, "admin@example.com", "new.hire@example.com", "", "Super administrator", event.OutcomeSuccess},
 			{event.GroupMemberRemove, "system@okta.com", "new.hire@example.com", "Admins", "", event.OutcomeSuccess},
-		},
+		}},
 	}
-	for file, wants := range tests {
-		recs, _ := parseFile(t, filepath.Join("testdata", file))
-		if len(recs) != len(wants) {
-			t.Errorf("%s: %d events, want %d", file, len(recs), len(wants))
-			continue
+	windowtest.CheckSamples(t, tests, parseFile, func(t *testing.T, where string, ev event.Event) {
+		if ev.Source.EventID == "" || ev.ID != event.NewID(Type, "", ev.Source.EventID) {
+			t.Errorf("%s: id %q / event id %q", where, ev.ID, ev.Source.EventID)
 		}
-		for i, w := range wants {
-			ev := recs[i].Event
-			var user, group string
-			if ev.Target.User != nil {
-				user = ev.Target.User.Name
-			}
-			if ev.Target.Group != nil {
-				group = ev.Target.Group.Name
-			}
-			got := want{ev.Action, ev.Actor.Name, user, group, strings.Join(ev.Target.Privileges, "|"), ev.Outcome}
-			if got != w {
-				t.Errorf("%s #%d:\n got %+v\nwant %+v", file, i, got, w)
-			}
-			if ev.Source.EventID == "" || ev.ID != event.NewID(Type, "", ev.Source.EventID) {
-				t.Errorf("%s #%d: id %q / event id %q", file, i, ev.ID, ev.Source.EventID)
-			}
-		}
-	}
+	})
 	recs, _ := parseFile(t, "testdata/okta-user-account-privilege-grant.json")
 	if ev := recs[0].Event; ev.Origin.IP != "136.24.229.58" || !strings.HasPrefix(ev.Origin.UserAgent, "Mozilla/5.0") || ev.Actor.Type != event.ActorHuman {
 		t.Errorf("origin/actor: %+v %+v", ev.Origin, ev.Actor)
