@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -201,40 +200,18 @@ poll_interval = "5m"
 rescan_lookback = "6h"
 backfill_since = "2026-06-01T00:00:00Z"
 `, f.srv.URL)
-	file, diags := hclsyntax.ParseConfig([]byte(src), "agent.hcl", hcl.InitialPos)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	cfg, diags := DecodeConfig(file.Body, hclconfig.EvalContext(".", nil))
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
+	cfg := windowtest.Decode(t, src, DecodeConfig)
 	dir := t.TempDir()
 	sink := &windowtest.Sink{CrashAfter: 37}
 	var pc collectors.ProblemCounter
-	crashes := 0
-	for {
-		c, err := New(collectors.Settings{Type: Type, Name: "prod", StateDir: dir, Problems: &pc}, cfg,
+	crashes := windowtest.Restarts(t, clock, sink, windowtest.At(t0.Add(8*time.Hour)), func() (collectors.Collector, error) {
+		return New(collectors.Settings{Type: Type, Name: "prod", StateDir: dir, Problems: &pc}, cfg,
 			Options{Clock: clock, HTTPClient: f.srv.Client(), Backoff: retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 0, nil })})
-		if err != nil {
-			t.Fatal(err)
+	}, func(n int) {
+		if n == 1 {
+			sink.CrashAfter = len(sink.Records) + 101
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		clock.StopAt(t0.Add(8*time.Hour), cancel)
-		err = c.Run(ctx, sink.Position(), sink)
-		cancel()
-		if errors.Is(err, windowtest.ErrCrash) {
-			crashes++
-			if crashes == 1 {
-				sink.CrashAfter = len(sink.Records) + 101
-			}
-			continue
-		}
-		if !errors.Is(err, context.Canceled) {
-			t.Fatal(err)
-		}
-		break
-	}
+	})
 	if crashes != 2 {
 		t.Fatalf("%d crashes", crashes)
 	}

@@ -11,7 +11,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -222,37 +221,14 @@ sqs_endpoint_url = %q
 s3_endpoint_url = %q
 visibility_timeout = "60s"
 `, f.srv.URL, f.srv.URL)
-	hf, diags := hclsyntax.ParseConfig([]byte(src), "agent.hcl", hcl.InitialPos)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	cfg, diags := DecodeConfig(hf.Body, hclconfig.EvalContext(".", nil))
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
+	cfg := windowtest.Decode(t, src, DecodeConfig)
 	dir := t.TempDir()
 	var pc collectors.ProblemCounter
 	sink.CrashAfter = 10 // inside m2's second file
-	crashes := 0
-	for {
-		c, err := New(collectors.Settings{Type: Type, Name: "org", StateDir: dir, Problems: &pc}, cfg,
+	crashes := windowtest.Restarts(t, clock, sink, func() time.Time { return clock.Now().Add(10 * time.Minute) }, func() (collectors.Collector, error) {
+		return New(collectors.Settings{Type: Type, Name: "org", StateDir: dir, Problems: &pc}, cfg,
 			Options{Clock: clock, HTTPClient: f.srv.Client(), Backoff: retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 0, nil })})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		clock.StopAt(clock.Now().Add(10*time.Minute), cancel)
-		err = c.Run(ctx, sink.Position(), sink)
-		cancel()
-		if errors.Is(err, windowtest.ErrCrash) {
-			crashes++
-			continue
-		}
-		if !errors.Is(err, context.Canceled) {
-			t.Fatal(err)
-		}
-		break
-	}
+	}, nil)
 	if crashes != 1 {
 		t.Fatalf("%d crashes", crashes)
 	}

@@ -1,10 +1,8 @@
 package entra
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -15,12 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
-
 	"github.com/provtrail/provtrail/collectors"
 	"github.com/provtrail/provtrail/collectors/internal/windowtest"
-	"github.com/provtrail/provtrail/internal/hclconfig"
 )
 
 var t0 = time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
@@ -199,37 +193,14 @@ poll_interval = "5m"
 rescan_lookback = "12h"
 backfill_since = "2026-05-01T00:00:00Z"
 `, tenant, secret, f.srv.URL, f.srv.URL, f.srv.URL, sub)
-	file, diags := hclsyntax.ParseConfig([]byte(src), "agent.hcl", hcl.InitialPos)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	cfg, diags := DecodeConfig(file.Body, hclconfig.EvalContext(".", nil))
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
+	cfg := windowtest.Decode(t, src, DecodeConfig)
 	dir := t.TempDir()
 	sink := &windowtest.Sink{CrashAfter: 17}
 	var pc collectors.ProblemCounter
-	crashes := 0
-	for {
-		c, err := New(collectors.Settings{Type: Type, Name: "contoso", StateDir: dir, Problems: &pc}, cfg,
+	crashes := windowtest.Restarts(t, clock, sink, windowtest.At(t0.Add(8*time.Hour)), func() (*Collector, error) {
+		return New(collectors.Settings{Type: Type, Name: "contoso", StateDir: dir, Problems: &pc}, cfg,
 			Options{Clock: clock, HTTPClient: f.srv.Client()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		clock.StopAt(t0.Add(8*time.Hour), cancel)
-		err = c.Run(ctx, sink.Position(), sink)
-		cancel()
-		if errors.Is(err, windowtest.ErrCrash) {
-			crashes++
-			continue
-		}
-		if !errors.Is(err, context.Canceled) {
-			t.Fatal(err)
-		}
-		break
-	}
+	}, nil)
 	if crashes != 1 {
 		t.Fatalf("%d crashes, %d records, %d problems, %d requests, tokens %v", crashes, len(sink.Records), pc.Count(), f.n, f.tokens)
 	}

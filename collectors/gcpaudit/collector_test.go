@@ -1,7 +1,6 @@
 package gcpaudit
 
 import (
-	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -10,7 +9,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,12 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
-
 	"github.com/provtrail/provtrail/collectors"
 	"github.com/provtrail/provtrail/collectors/internal/windowtest"
-	"github.com/provtrail/provtrail/internal/hclconfig"
 )
 
 var t0 = time.Date(2026, 8, 1, 0, 0, 0, 0, time.UTC)
@@ -203,36 +197,13 @@ poll_interval = "5m"
 rescan_lookback = "8h"
 backfill_since = "2026-08-01T00:00:00Z"
 `, saFile, f.srv.URL, f.srv.URL)
-	file, diags := hclsyntax.ParseConfig([]byte(src), "agent.hcl", hcl.InitialPos)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	cfg, diags := DecodeConfig(file.Body, hclconfig.EvalContext(".", nil))
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
+	cfg := windowtest.Decode(t, src, DecodeConfig)
 	dir := t.TempDir()
 	sink := &windowtest.Sink{CrashAfter: 21} // between the two deltas of an entry
 	var pc collectors.ProblemCounter
-	crashes := 0
-	for {
-		c, err := New(collectors.Settings{Type: Type, Name: "org", StateDir: dir, Problems: &pc}, cfg, Options{Clock: clock, HTTPClient: f.srv.Client()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		clock.StopAt(t0.Add(9*time.Hour), cancel)
-		err = c.Run(ctx, sink.Position(), sink)
-		cancel()
-		if errors.Is(err, windowtest.ErrCrash) {
-			crashes++
-			continue
-		}
-		if !errors.Is(err, context.Canceled) {
-			t.Fatal(err)
-		}
-		break
-	}
+	crashes := windowtest.Restarts(t, clock, sink, windowtest.At(t0.Add(9*time.Hour)), func() (*Collector, error) {
+		return New(collectors.Settings{Type: Type, Name: "org", StateDir: dir, Problems: &pc}, cfg, Options{Clock: clock, HTTPClient: f.srv.Client()})
+	}, nil)
 	if crashes != 1 || f.bad != 0 || pc.Count() != 0 || f.tokens == 0 {
 		t.Fatalf("crashes %d, bad %d, problems %d, tokens %d", crashes, f.bad, pc.Count(), f.tokens)
 	}

@@ -222,14 +222,7 @@ rescan_interval = "1h"
 rescan_lookback = "12h"
 backfill_since = "2026-03-01T00:00:00Z"
 %s`, srvURL, testToken, extra)
-	f, diags := hclsyntax.ParseConfig([]byte(src), "agent.hcl", hcl.InitialPos)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	cfg, diags := DecodeConfig(f.Body, hclconfig.EvalContext(".", nil))
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
+	cfg := windowtest.Decode(t, src, DecodeConfig)
 	return cfg
 }
 
@@ -408,14 +401,7 @@ oauth {
 poll_interval = "5m"
 backfill_since = "2026-03-01T00:00:00Z"
 `, r.okta.srv.URL, keyFile)
-	f, diags := hclsyntax.ParseConfig([]byte(src), "agent.hcl", hcl.InitialPos)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	cfg, diags := DecodeConfig(f.Body, hclconfig.EvalContext(".", nil))
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
+	cfg := windowtest.Decode(t, src, DecodeConfig)
 	c, err := New(collectors.Settings{Name: "corp", StateDir: r.dir}, cfg, Options{Clock: r.clock, HTTPClient: r.okta.srv.Client()})
 	if err != nil {
 		t.Fatal(err)
