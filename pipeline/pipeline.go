@@ -93,8 +93,8 @@ type Pipeline struct {
 	corrTypes map[string]bool
 }
 
-// item is one record on its way to a batch: encoded (line) or, for a
-// correlated collector, still an event.
+// item is one record on its way to a batch: an event from a collector, or
+// its encoded line.
 type item struct {
 	key  string
 	line []byte
@@ -103,6 +103,8 @@ type item struct {
 	// more are positions that become safe with this item (correlator
 	// output), keyed by collector instance.
 	more map[string]collectors.Position
+	// corr is set for records of a correlated collector type.
+	corr bool
 	t    time.Time
 }
 
@@ -255,23 +257,14 @@ func (p *Pipeline) emit(ctx context.Context, key string, in prometheus.Counter, 
 	}
 	typ, _, _ := strings.Cut(key, "/")
 	correlated := p.corrTypes[typ]
-	items := make([]item, 0, len(recs))
+	// The batching goroutine redacts and encodes, so that a busy
+	// collector's parsing and the encoding run in parallel. The events are
+	// copied here: Redact rewrites them in place.
+	items := make([]item, len(recs))
 	for i := range recs {
 		ev := recs[i].Event
 		ev.Changes = slices.Clone(ev.Changes)
-		if n := Redact(&ev); n > 0 {
-			p.m.Redactions.Add(float64(n))
-		}
-		if correlated {
-			items = append(items, item{key: key, ev: &ev, pos: recs[i].Position})
-			continue
-		}
-		it, ok := p.encode(key, &ev)
-		if !ok {
-			continue
-		}
-		it.pos = recs[i].Position
-		items = append(items, it)
+		items[i] = item{key: key, ev: &ev, pos: recs[i].Position, corr: correlated}
 	}
 	in.Add(float64(len(recs)))
 	select {
@@ -484,17 +477,32 @@ func (p *Pipeline) batchLoop(ctx context.Context, jobs chan<- sealJob, sealDone 
 	}
 	var addLines func(items []item) error
 	add := func(items []item) error {
-		if corr == nil || items[0].ev == nil {
-			return addLines(items)
+		// Secrets go before anything else sees the events.
+		for _, it := range items {
+			if n := Redact(it.ev); n > 0 {
+				p.m.Redactions.Add(float64(n))
+			}
 		}
-		// A correlated collector's records: one Add per Emit call.
-		recs := make([]collectors.Record, len(items))
-		for i, it := range items {
-			recs[i] = collectors.Record{Event: *it.ev, Position: it.pos}
+		if corr != nil && items[0].corr {
+			// A correlated collector's records: one Add per Emit call.
+			recs := make([]collectors.Record, len(items))
+			for i, it := range items {
+				recs[i] = collectors.Record{Event: *it.ev, Position: it.pos}
+			}
+			err := addLines(p.outputs(corr.Add(time.Now(), items[0].key, recs)))
+			rearm()
+			return err
 		}
-		err := addLines(p.outputs(corr.Add(time.Now(), items[0].key, recs)))
-		rearm()
-		return err
+		enc := items[:0]
+		for _, it := range items {
+			e, ok := p.encode(it.key, it.ev)
+			if !ok {
+				continue
+			}
+			e.pos = it.pos
+			enc = append(enc, e)
+		}
+		return addLines(enc)
 	}
 	releaseAll := func() error {
 		if corr == nil {

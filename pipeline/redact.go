@@ -45,17 +45,16 @@ func RedactString(s string) (string, int) {
 	// Case-insensitive patterns also match non-ASCII case folds (the
 	// Kelvin sign for k): only pure ASCII takes the short cut.
 	ascii := isASCII(s)
-	if ascii && strings.IndexAny(s, "=:") < 0 && !strings.ContainsAny(s, "Bb") {
+	if ascii && !containsFold(s, allKeywords) {
 		return s, n
 	}
-	lower := strings.ToLower(s)
-	if !ascii || strings.Contains(lower, "bearer") || strings.Contains(lower, "basic") {
+	if !ascii || containsFold(s, bearerKeywords) {
 		s = reBearer.ReplaceAllStringFunc(s, func(m string) string {
 			n++
 			return m[:strings.IndexAny(m, " \t")+1] + event.Redacted
 		})
 	}
-	if !ascii || strings.IndexAny(s, "=:") >= 0 && containsAny(lower, kvKeywords) {
+	if !ascii || strings.IndexAny(s, "=:") >= 0 && containsFold(s, kvKeywords) {
 		s = reKV.ReplaceAllStringFunc(s, func(m string) string {
 			sub := reKV.FindStringSubmatch(m)
 			if sub[2] == event.Redacted || strings.Trim(sub[2], `"'`) == event.Redacted {
@@ -68,8 +67,34 @@ func RedactString(s string) (string, int) {
 	return s, n
 }
 
-// kvKeywords are substrings every name reKV matches contains one of.
-var kvKeywords = []string{"pass", "pwd", "secret", "token", "key"}
+// kvKeywords are substrings every name reKV matches contains one of;
+// bearerKeywords the words reBearer starts with. All lower case ASCII.
+var (
+	kvKeywords     = []string{"pass", "pwd", "secret", "token", "key"}
+	bearerKeywords = []string{"bearer", "basic"}
+	allKeywords    = append(append([]string(nil), kvKeywords...), bearerKeywords...)
+)
+
+// containsFold reports whether the ASCII string s contains one of the
+// lower-case ASCII words, ignoring case, without allocating.
+func containsFold(s string, words []string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i] | 0x20
+		for _, w := range words {
+			if c != w[0] || len(s)-i < len(w) {
+				continue
+			}
+			j := 1
+			for j < len(w) && s[i+j]|0x20 == w[j] {
+				j++
+			}
+			if j == len(w) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
