@@ -36,6 +36,7 @@ type Collector struct {
 var (
 	_ collectors.Collector = (*Collector)(nil)
 	_ LineFollower         = (*tail.Tailer)(nil)
+	_ fileLineFollower     = (*tail.Tailer)(nil)
 )
 
 // New returns a collector for cfg reading through f; nil f means the
@@ -67,6 +68,12 @@ func (c *Collector) Run(ctx context.Context, start collectors.Position, out coll
 		}
 		return out.Emit(ctx, recs...)
 	})
+	if ff, ok := c.follow.(fileLineFollower); ok {
+		return ff.FollowLines(ctx, c.cfg.Path, start, func(l tail.Line) error {
+			s.file = l.Name
+			return s.line(l.Bytes, l.Offset, l.Offset+int64(len(l.Bytes))+1, l.Next)
+		}, s.flush)
+	}
 	var off int64
 	return c.follow.Follow(ctx, c.cfg.Path, start, func(b []byte, next collectors.Position) error {
 		// Offsets are counted from where this run started reading; the
@@ -80,4 +87,13 @@ func (c *Collector) Run(ctx context.Context, start collectors.Position, out coll
 		}
 		return s.line(b, o, off, next)
 	}, s.flush)
+}
+
+// fileLineFollower is what the shared tailer offers besides Follow: each
+// line with the file it was read from (audit.log.1 while a rotated log is
+// drained) and its offset there, for Source.File and Source.Offset. It
+// bounds lines itself (Config.MaxLineBytes), reporting longer ones.
+type fileLineFollower interface {
+	FollowLines(ctx context.Context, path string, start collectors.Position,
+		line func(l tail.Line) error, idle func() error) error
 }

@@ -41,6 +41,8 @@
 // flushed when the file has been quiet for a second. Its Position is the
 // tailer's: {"v":1,"files":[{"path":...,"device":...,"inode":...,
 // "fingerprint":...,"offset":...}]}, taken after each event's last record.
-// Source.Offset counts from where the run started reading, not from the
-// file's start: a LineFollower hands over lines, not offsets.
+// Source.File and Source.Offset name the file a record was read from
+// (audit.log.1 while a rotated log is drained) and its byte offset there;
+// with another LineFollower, which hands over lines only, the offset
+// counts from where the run started reading.
 package auditd

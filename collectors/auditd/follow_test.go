@@ -113,9 +113,22 @@ func TestCollectorFollowsAuditdRotation(t *testing.T) {
 	if g, wn := strings.Join(ids(got), ","), strings.Join(ids(want), ","); g != wn {
 		t.Errorf("events across rotations and a restart:\n%s\nwant\n%s", g, wn)
 	}
-	for i := range got {
-		if got[i].Event.ID != want[i].Event.ID {
-			t.Errorf("event %d: id %s, want %s", i, got[i].Event.ID, want[i].Event.ID)
+	// Where each event was read: parts 0 and 1 live from audit.log (two
+	// files), part 2 after the restart from audit.log.1 (the second file,
+	// after part 1), part 3 from the third file.
+	base := []int64{0, cuts[0], cuts[0], cuts[2]}
+	for i := range min(len(got), len(want)) {
+		ge, we := got[i].Event, want[i].Event
+		if ge.ID != we.ID {
+			t.Errorf("event %d: id %s, want %s", i, ge.ID, we.ID)
+		}
+		part := min(i/4, 3)
+		wantFile := path
+		if part == 2 {
+			wantFile = path + ".1"
+		}
+		if ge.Source.File != wantFile || ge.Source.Offset == nil || we.Source.Offset == nil || *ge.Source.Offset != *we.Source.Offset-base[part] {
+			t.Errorf("event %d: source %s offset %s, want %s offset %d", i, ge.Source.File, mustJSON(ge.Source.Offset), wantFile, *we.Source.Offset-base[part])
 		}
 	}
 	if ps := problems.All(); len(ps) != 0 {
@@ -234,4 +247,9 @@ func TestCollectorRealAuditdRotation(t *testing.T) {
 	if ps := problems.All(); len(ps) != 0 {
 		t.Errorf("problems: %v", ps)
 	}
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }

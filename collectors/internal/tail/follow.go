@@ -21,6 +21,26 @@ import (
 // is out: resuming there neither loses nor repeats one.
 func (t *Tailer) Follow(ctx context.Context, path string, start collectors.Position,
 	line func(b []byte, next collectors.Position) error, idle func() error) error {
+	return t.FollowLines(ctx, path, start, func(l Line) error { return line(l.Bytes, l.Next) }, idle)
+}
+
+// Line is one line FollowLines hands over.
+type Line struct {
+	// Bytes is the line without its newline, valid until the callback
+	// returns.
+	Bytes []byte
+	// Name is the file it was read from (the path, or path.1 while a
+	// rotated file is drained) and Offset where it starts in that file.
+	Name   string
+	Offset int64
+	// Next is the Position that resumes just after the line.
+	Next collectors.Position
+}
+
+// FollowLines is Follow with each line's file and offset besides its
+// Position.
+func (t *Tailer) FollowLines(ctx context.Context, path string, start collectors.Position,
+	line func(l Line) error, idle func() error) error {
 	saved, err := Decode[FilePos](start)
 	if err != nil {
 		t.cfg.problem(collectors.Problem{Where: "position", Reason: err.Error() + "; starting over"})
@@ -28,17 +48,18 @@ func (t *Tailer) Follow(ctx context.Context, path string, start collectors.Posit
 	}
 	var (
 		fl   *File
+		name string
 		done int64 // lines before it were handled before the restart
 		held bool  // lines went to line since the last idle
 	)
 	fl = NewFile(path, Hooks{
-		Open: func(o Opening) { done = o.Done },
+		Open: func(o Opening) { name, done = o.Name, o.Done },
 		Line: func(b []byte, off int64) error {
 			if off < done {
 				return nil
 			}
 			held = true
-			return line(b, Encode([]FilePos{fl.Pos(fl.Next())}))
+			return line(Line{Bytes: b, Name: name, Offset: off, Next: Encode([]FilePos{fl.Pos(fl.Next())})})
 		},
 		Held: func() bool { return held },
 		Flush: func(int64, bool) error {
