@@ -153,11 +153,14 @@ type SQLite struct {
 	db     *sql.DB // readers
 	w      *sql.DB // the one writer connection
 	writes chan *writeReq
-	stop   chan struct{}
-	done   chan struct{}
-	once   sync.Once
-	log    *slog.Logger
-	bodies bodyCache
+	// indexWrites carries the indexer's transactions, served only when no
+	// other write waits.
+	indexWrites chan *writeReq
+	stop        chan struct{}
+	done        chan struct{}
+	once        sync.Once
+	log         *slog.Logger
+	bodies      bodyCache
 
 	// The indexer: batches are committed with their body; their events
 	// are inserted into the events table (and its indexes) afterwards,
@@ -257,7 +260,7 @@ func openSQLite(ctx context.Context, dir string, logger *slog.Logger, index bool
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(8)
-	s := &SQLite{db: db, w: w, writes: make(chan *writeReq, 1024), stop: make(chan struct{}), done: make(chan struct{}), log: logger,
+	s := &SQLite{db: db, w: w, writes: make(chan *writeReq, 1024), indexWrites: make(chan *writeReq, 1), stop: make(chan struct{}), done: make(chan struct{}), log: logger,
 		pending: map[int64][]StoredEvent{}, indexedCh: make(chan struct{}), kick: make(chan struct{}, 1),
 		stopIndex: make(chan struct{}), indexDone: make(chan struct{})}
 	if err := w.QueryRowContext(ctx, `SELECT through_batch FROM index_state WHERE id = 1`).Scan(&s.indexed); err != nil {
@@ -318,10 +321,18 @@ func (s *SQLite) writer() {
 	defer close(s.done)
 	for {
 		var first *writeReq
+		// Batch commits (acks wait for them) go before index writes.
 		select {
 		case first = <-s.writes:
-		case <-s.stop:
-			return
+		default:
+			select {
+			case first = <-s.writes:
+			case r := <-s.indexWrites:
+				s.commitGroup([]*writeReq{r})
+				continue
+			case <-s.stop:
+				return
+			}
 		}
 		group := []*writeReq{first}
 	gather:
@@ -375,12 +386,16 @@ func (s *SQLite) runTx(group []*writeReq) error {
 // write runs fn in the writer's transaction and returns once it is
 // committed (or failed).
 func (s *SQLite) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	return s.writeOn(ctx, s.writes, fn)
+}
+
+func (s *SQLite) writeOn(ctx context.Context, ch chan *writeReq, fn func(*sql.Tx) error) error {
 	if s.readOnly {
 		return errors.New("store opened read-only")
 	}
 	r := &writeReq{fn: fn, err: make(chan error, 1)}
 	select {
-	case s.writes <- r:
+	case ch <- r:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.stop:
@@ -704,7 +719,7 @@ func (s *SQLite) indexSome(ctx context.Context) (int, error) {
 		total += r.events
 	}
 	last := todo[len(todo)-1].id
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.writeOn(ctx, s.indexWrites, func(tx *sql.Tx) error {
 		var res CommitResult
 		for _, b := range todo {
 			if err := insertEvents(tx, b.id, b.events, &res); err != nil {
