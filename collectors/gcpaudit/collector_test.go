@@ -1,20 +1,12 @@
 package gcpaudit
 
 import (
-	"crypto"
-	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -117,24 +109,11 @@ func (f *fakeGoogle) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeGoogle) verify(jwt string) bool {
-	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 {
-		return false
-	}
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil {
-		return false
-	}
-	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-	if rsa.VerifyPKCS1v15(f.pub, crypto.SHA256, sum[:], sig) != nil {
-		return false
-	}
-	claims, _ := base64.RawURLEncoding.DecodeString(parts[1])
 	var c struct {
 		Iss, Scope, Aud string
 	}
-	json.Unmarshal(claims, &c)
-	return c.Iss == "reader@p1.iam.gserviceaccount.com" && c.Scope == Scope && c.Aud == f.srv.URL+"/token"
+	return windowtest.VerifyJWT(jwt, f.pub, &c) &&
+		c.Iss == "reader@p1.iam.gserviceaccount.com" && c.Scope == Scope && c.Aud == f.srv.URL+"/token"
 }
 
 func entryItem(i int, at, visible time.Time) windowtest.Item {
@@ -152,30 +131,13 @@ func entryItem(i int, at, visible time.Time) windowtest.Item {
 	return windowtest.Item{ID: id, Time: at, VisibleAt: visible, Payload: payload}
 }
 
-func writeServiceAccount(t *testing.T, tokenURI string) (string, *rsa.PublicKey) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKCS8PrivateKey(key)
-	sa := map[string]any{"type": "service_account", "project_id": "p1", "private_key_id": "k1",
-		"private_key":  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
-		"client_email": "reader@p1.iam.gserviceaccount.com", "client_id": "1", "token_uri": tokenURI}
-	b, _ := json.Marshal(sa)
-	path := filepath.Join(t.TempDir(), "sa.json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, &key.PublicKey
-}
-
 func TestCollector(t *testing.T) {
 	clock := windowtest.NewClock(t0)
 	f := &fakeGoogle{t: t, clock: clock, tl: &windowtest.Timeline{}, throttle: 6}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	defer f.srv.Close()
 	// The file names Google's token URI; token_url points the test at the fake.
-	saFile, pub := writeServiceAccount(t, "https://oauth2.googleapis.com/token")
+	saFile, pub := windowtest.ServiceAccount(t, "reader@p1.iam.gserviceaccount.com", "https://oauth2.googleapis.com/token")
 	f.pub = pub
 	var want []string
 	add := func(it windowtest.Item) {

@@ -2,14 +2,9 @@ package okta
 
 import (
 	"context"
-	"crypto"
-	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -67,23 +62,14 @@ func (f *fakeOkta) serveToken(w http.ResponseWriter, r *http.Request) {
 		fail("bad grant")
 		return
 	}
-	parts := strings.Split(r.PostForm.Get("client_assertion"), ".")
-	if len(parts) != 3 {
-		fail("not a JWT")
-		return
-	}
-	sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
-	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-	if rsa.VerifyPKCS1v15(f.pub, crypto.SHA256, sum[:], sig) != nil {
-		fail("signature")
-		return
-	}
 	var c struct {
 		Iss, Sub, Aud string
 		Exp           int64
 	}
-	b, _ := base64.RawURLEncoding.DecodeString(parts[1])
-	json.Unmarshal(b, &c)
+	if !windowtest.VerifyJWT(r.PostForm.Get("client_assertion"), f.pub, &c) {
+		fail("assertion")
+		return
+	}
 	if c.Iss != "0oaserviceapp" || c.Sub != c.Iss || c.Aud != f.srv.URL+"/oauth2/v1/token" || c.Exp <= f.clock.Now().Unix() {
 		fail("claims")
 		return
@@ -383,14 +369,12 @@ func TestOAuthServiceApp(t *testing.T) {
 		items = append(items, logEventItem(i, at, at))
 	}
 	r := newRig(t, items)
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
+	key, pemKey := windowtest.RSAKey(t)
+	r.okta.pub = &key.PublicKey
+	keyFile := filepath.Join(t.TempDir(), "app.pem")
+	if err := os.WriteFile(keyFile, pemKey, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r.okta.pub = &key.PublicKey
-	der, _ := x509.MarshalPKCS8PrivateKey(key)
-	keyFile := filepath.Join(t.TempDir(), "app.pem")
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 	src := fmt.Sprintf(`
 base_url = %q
 oauth {

@@ -1,19 +1,11 @@
 package workspace
 
 import (
-	"crypto"
-	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -104,19 +96,9 @@ func (f *fakeWorkspace) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeWorkspace) verify(jwt string) bool {
-	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 {
-		return false
-	}
-	sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
-	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-	if rsa.VerifyPKCS1v15(f.pub, crypto.SHA256, sum[:], sig) != nil {
-		return false
-	}
-	claims, _ := base64.RawURLEncoding.DecodeString(parts[1])
 	var c struct{ Iss, Sub, Scope string }
-	json.Unmarshal(claims, &c)
-	return c.Iss == "reports@proj.iam.gserviceaccount.com" && c.Sub == "reporting-admin@example.com" && c.Scope == Scope
+	return windowtest.VerifyJWT(jwt, f.pub, &c) &&
+		c.Iss == "reports@proj.iam.gserviceaccount.com" && c.Sub == "reporting-admin@example.com" && c.Scope == Scope
 }
 
 func activityItem(i int, at, visible time.Time) windowtest.Item {
@@ -139,14 +121,8 @@ func TestCollector(t *testing.T) {
 	f := &fakeWorkspace{clock: clock, tl: &windowtest.Timeline{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	defer f.srv.Close()
-	key, _ := rsa.GenerateKey(rand.Reader, 2048)
-	f.pub = &key.PublicKey
-	der, _ := x509.MarshalPKCS8PrivateKey(key)
-	sa, _ := json.Marshal(map[string]any{"type": "service_account", "client_email": "reports@proj.iam.gserviceaccount.com",
-		"private_key": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), "private_key_id": "k",
-		"token_uri": "https://oauth2.googleapis.com/token"})
-	saFile := filepath.Join(t.TempDir(), "sa.json")
-	os.WriteFile(saFile, sa, 0o600)
+	saFile, pub := windowtest.ServiceAccount(t, "reports@proj.iam.gserviceaccount.com", "https://oauth2.googleapis.com/token")
+	f.pub = pub
 
 	var want []string
 	for i := range 60 {
