@@ -229,8 +229,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 
 	collCtx, collCancel := context.WithCancel(context.Background())
 	defer collCancel()
-	a.collCtx = collCtx
 	a.mu.Lock()
+	a.collCtx = collCtx // Reload may run from now on
 	for _, cc := range cfg.Collectors {
 		if err := a.startCollectorLocked(cc); err != nil {
 			a.mu.Unlock()
@@ -548,8 +548,11 @@ func (a *Agent) runCollector(ctx context.Context, key string, c pcoll.Collector,
 func (a *Agent) Reload(ctx context.Context, cfg *Config) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.p == nil || a.collCtx == nil {
-		return errors.New("agent: not running")
+	if a.collCtx == nil {
+		return errors.New("agent: not running yet")
+	}
+	if a.collCtx.Err() != nil {
+		return errors.New("agent: stopping")
 	}
 	old := a.cfg
 	if !reflect.DeepEqual(old.Agent, cfg.Agent) || !reflect.DeepEqual(old.Signer, cfg.Signer) ||

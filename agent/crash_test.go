@@ -701,3 +701,108 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }
+
+// TestSIGHUPReload sends the running agent binary SIGHUP after adding a
+// second auth log to its configuration, then after removing the first:
+// the new collector starts, the removed one stops, and bringing it back
+// resumes where it stopped, with nothing lost or repeated.
+func TestSIGHUPReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the agent binary")
+	}
+	var recv *testenv.Receiver
+	r := newCrashRig(t, "crash-central", "64MiB", func(_ string, pub crypto.PublicKey, _ string) sink {
+		recv = testenv.StartReceiver(t, testenv.ReceiverOptions{Audience: "crash-central",
+			Agents: map[string]crypto.PublicKey{"host-1": pub}, TLS: true})
+		return receiverSink{recv}
+	})
+	base, err := os.ReadFile(r.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := filepath.Join(r.dir, "secure")
+	os.WriteFile(second, nil, 0o640)
+	block2 := fmt.Sprintf(`
+collector "authlog" "second" {
+  paths         = [%q]
+  start_at      = "beginning"
+  poll_interval = "50ms"
+  flush_after   = "50ms"
+}
+`, second)
+	without1 := strings.Replace(string(base), `collector "authlog" "system"`, `collector "authlog" "unused"`, 1)
+	without1 = strings.Replace(without1, r.authLog, filepath.Join(r.dir, "none.log"), 1)
+	writeCfg := func(src string) {
+		if err := os.WriteFile(r.cfgPath, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(prefix string) int {
+		n := 0
+		for _, name := range r.sink.Names(t) {
+			if strings.HasPrefix(name, prefix) {
+				n++
+			}
+		}
+		return n
+	}
+	waitCount := func(what string, cond func() bool) {
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s\n%s", what, r.logs())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	appendLines := func(path, who string, from, n int) {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		for i := from; i < from+n; i++ {
+			ts := time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)
+			fmt.Fprintf(f, "%s host-1 useradd[%d]: new user: name=%s%d, UID=%d, GID=%d, home=/home/x, shell=/bin/bash, from=none\n",
+				ts.Format("2006-01-02T15:04:05.000000-07:00"), 5000+i, who, i, 20000+i, 20000+i)
+		}
+	}
+
+	p := r.startAgent()
+	appendLines(r.authLog, "a", 0, 50)
+	waitCount("first file", func() bool { return count("a") == 50 })
+
+	writeCfg(string(base) + block2)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	appendLines(second, "b", 0, 30)
+	waitCount("second file after SIGHUP", func() bool { return count("b") == 30 })
+
+	writeCfg(without1 + block2)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitCount("reload without the first collector", func() bool { return strings.Count(r.logs(), "reloaded collectors") >= 2 })
+	appendLines(r.authLog, "a", 50, 40) // written while its collector is removed
+	time.Sleep(500 * time.Millisecond)
+	if n := count("a"); n != 50 {
+		t.Fatalf("removed collector kept reading: %d events", n)
+	}
+
+	writeCfg(string(base) + block2)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitCount("first collector resumed", func() bool { return count("a") == 90 })
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if st := p.wait(10 * time.Second); st == nil || st.ExitCode() != 0 {
+		t.Fatalf("agent did not stop cleanly: %v\n%s", st, r.logs())
+	}
+	seen := map[string]int{}
+	for _, name := range r.sink.Names(t) {
+		seen[name]++
+	}
+	for i := range 90 {
+		if seen[fmt.Sprintf("a%d", i)] != 1 {
+			t.Fatalf("a%d arrived %d times", i, seen[fmt.Sprintf("a%d", i)])
+		}
+	}
+	if streams, ok := r.sink.Streams(t); streams != 1 || !ok {
+		t.Fatalf("chain: %d streams, unbroken=%v", streams, ok)
+	}
+}
