@@ -18,7 +18,9 @@ import (
 //
 // A consumer that holds lines back (to merge them into one event) emits
 // each event with the Position of its last line once every earlier event
-// is out: resuming there neither loses nor repeats one.
+// is out: resuming there neither loses nor repeats one. What idle flushes
+// after a copytruncate carries Positions in the old content; resuming from
+// one finds the content again in the path.1 copy (see Run).
 func (t *Tailer) Follow(ctx context.Context, path string, start collectors.Position,
 	line func(b []byte, next collectors.Position) error, idle func() error) error {
 	return t.FollowLines(ctx, path, start, func(l Line) error { return line(l.Bytes, l.Next) }, idle)
