@@ -54,13 +54,5 @@ func New(set collectors.Settings, cfg *Config, opt Options) (collectors.Collecto
 			fetchers = append(fetchers, &lookupFetcher{region: region, attr: attr, api: api, pacer: pacer, m: m, problems: set.Problems})
 		}
 	}
-	return &lookupCollector{engine: env.Engine(cfg.Window, window.Chain(fetchers...))}, nil
-}
-
-type lookupCollector struct {
-	engine *window.Engine
-}
-
-func (c *lookupCollector) Run(ctx context.Context, start collectors.Position, out collectors.Emitter) error {
-	return c.engine.Run(ctx, start, out)
+	return env.Collector(cfg.Window, window.Chain(fetchers...)), nil
 }

@@ -28,9 +28,7 @@ func NewFactory() collectors.Factory {
 type Options = window.Options
 
 // Collector reads one Entra tenant.
-type Collector struct {
-	engine *window.Engine
-}
+type Collector = window.Collector
 
 // New creates a collector.
 func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) {
@@ -79,16 +77,8 @@ func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) 
 			fetchers = append(fetchers, &activityFetcher{base: cfg.manage, sub: sub, http: arm, m: m, problems: set.Problems})
 		}
 	}
-	return &Collector{engine: env.Engine(cfg.Window, window.Chain(fetchers...))}, nil
+	return env.Collector(cfg.Window, window.Chain(fetchers...)), nil
 }
-
-// Run implements collectors.Collector.
-func (c *Collector) Run(ctx context.Context, start collectors.Position, out collectors.Emitter) error {
-	return c.engine.Run(ctx, start, out)
-}
-
-// Stats returns the collector's counters.
-func (c *Collector) Stats() *window.Stats { return &c.engine.Stats }
 
 // graphTime is the form $filter takes for activityDateTime.
 const graphTime = "2006-01-02T15:04:05Z"

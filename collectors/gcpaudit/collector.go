@@ -26,9 +26,7 @@ func NewFactory() collectors.Factory {
 type Options = window.Options
 
 // Collector reads Admin Activity audit logs of a set of resources.
-type Collector struct {
-	engine *window.Engine
-}
+type Collector = window.Collector
 
 // New creates a collector.
 func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) {
@@ -49,12 +47,7 @@ func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) 
 	if f.pageSize == 0 {
 		f.pageSize = DefaultPageSize
 	}
-	return &Collector{engine: env.Engine(cfg.Window, f)}, nil
-}
-
-// Run implements collectors.Collector.
-func (c *Collector) Run(ctx context.Context, start collectors.Position, out collectors.Emitter) error {
-	return c.engine.Run(ctx, start, out)
+	return env.Collector(cfg.Window, f), nil
 }
 
 type fetcher struct {

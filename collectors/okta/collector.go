@@ -25,9 +25,7 @@ func NewFactory() collectors.Factory {
 type Options = window.Options
 
 // Collector reads one Okta org.
-type Collector struct {
-	engine *window.Engine
-}
+type Collector = window.Collector
 
 // New creates a collector.
 func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) {
@@ -77,16 +75,8 @@ func New(set collectors.Settings, cfg *Config, opt Options) (*Collector, error) 
 		m:        &mapper{instance: set.Name, org: cfg.base.Host, now: env.NowUTC},
 		problems: set.Problems,
 	}
-	return &Collector{engine: env.Engine(cfg.Window, f)}, nil
+	return env.Collector(cfg.Window, f), nil
 }
-
-// Run implements collectors.Collector.
-func (c *Collector) Run(ctx context.Context, start collectors.Position, out collectors.Emitter) error {
-	return c.engine.Run(ctx, start, out)
-}
-
-// Stats returns the collector's counters.
-func (c *Collector) Stats() *window.Stats { return &c.engine.Stats }
 
 type fetcher struct {
 	base     *url.URL

@@ -9,7 +9,8 @@
 // It also holds what every cloud collector is assembled from, so that a
 // source's folder keeps only what is its own (endpoints, credentials,
 // mapping): NewFactory builds the collectors.Factory, NewEnv fills in a
-// collector's defaults and makes its HTTP clients and Engine, and
+// collector's defaults and makes its HTTP clients and its Collector (an
+// Engine behind the collectors.Collector contract), and
 // HTTP.Send with PageRefused covers one paced request and a refused page
 // token.
 //

@@ -1,6 +1,7 @@
 package window
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -112,6 +113,24 @@ func (e Env) HTTP(client *http.Client, perMinute float64) *HTTP {
 // Authorized returns Client with a bearer token from ts on every request.
 func (e Env) Authorized(ts oauth2.TokenSource) *http.Client {
 	return &http.Client{Timeout: e.Client.Timeout, Transport: &oauth2.Transport{Source: ts, Base: e.Client.Transport}}
+}
+
+// Collector is a cloud source's collectors.Collector: its Engine.
+type Collector struct {
+	engine *Engine
+}
+
+// Run implements collectors.Collector.
+func (c *Collector) Run(ctx context.Context, start collectors.Position, out collectors.Emitter) error {
+	return c.engine.Run(ctx, start, out)
+}
+
+// Stats returns the collector's counters.
+func (c *Collector) Stats() *Stats { return &c.engine.Stats }
+
+// Collector returns the collector whose Engine reads f (see Engine).
+func (e Env) Collector(s Settings, f Fetcher) *Collector {
+	return &Collector{engine: e.Engine(s, f)}
 }
 
 // Engine returns the Engine that reads f for the instance, with s resolved
