@@ -5,20 +5,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/provtrail/provtrail/collectors"
 	"github.com/provtrail/provtrail/collectors/internal/windowtest"
 	"github.com/provtrail/provtrail/event"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-func parseFile(t *testing.T, path string) ([]collectors.Record, int64) {
-	t.Helper()
-	pc := &collectors.ProblemCounter{}
-	p := NewParser(collectors.Settings{Type: Type, Problems: pc})
-	p.m.now = windowtest.Observed
-	return windowtest.ParseFile(t, p, path), pc.Count()
-}
+// parseFile parses a testdata file with the observed time fixed.
+var parseFile = windowtest.Parser(Type, NewParser, func(p *Parser) { p.m.now = windowtest.Observed })
 
 func TestGolden(t *testing.T) {
 	windowtest.GoldenFiles(t, parseFile, *update, "testdata/*.json")

@@ -21,6 +21,21 @@ func Observed() time.Time { return time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
 // many problems were reported.
 type ParseFunc func(t *testing.T, path string) ([]collectors.Record, int64)
 
+// Parser returns the ParseFunc of a source's parser tests: the parser
+// newParser makes for a collector of type typ, with its problems counted
+// and fix (when set) applied to it (a fixed clock), run over the file.
+func Parser[P collectors.Parser](typ string, newParser func(collectors.Settings) P, fix func(P)) ParseFunc {
+	return func(t *testing.T, path string) ([]collectors.Record, int64) {
+		t.Helper()
+		pc := &collectors.ProblemCounter{}
+		p := newParser(collectors.Settings{Type: typ, Problems: pc})
+		if fix != nil {
+			fix(p)
+		}
+		return ParseFile(t, p, path), pc.Count()
+	}
+}
+
 // ParseFile runs p over the file at path, named by its base name as
 // `provtrail parse` names its inputs, and returns what p emitted.
 func ParseFile(t *testing.T, p collectors.Parser, path string) []collectors.Record {
