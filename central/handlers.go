@@ -43,9 +43,9 @@ func (s *Server) routes() http.Handler {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	// Compact: events are served byte for byte as signed (RawMessage), and
+	// indenting would reformat them.
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 func writeText(w http.ResponseWriter, status int, s string) {

@@ -243,6 +243,11 @@ collector "authlog" "system" {
 	if code != 0 || !strings.Contains(table, "alice") || !strings.Contains(table, "ACTION") {
 		t.Fatalf("table query: %d %q", code, table)
 	}
+	// The same query over HTTPS, paginated (limit 1 per page).
+	code, out, errs := runCmd(t, "query", "--url", "https://"+addr, "--ca", filepath.Join(dir, "ca.pem"), "--host", "web-01", "--since", "1h", "--format", "ndjson")
+	if code != 0 || strings.Count(out, "\n") != 3 || !strings.Contains(out, `"name":"alice"`) {
+		t.Fatalf("query --url: %d %q %s", code, out, errs)
+	}
 	// Agents overview.
 	code, agents, _ := runCmd(t, "central", "agents", "list", "--config", centralHCL)
 	if code != 0 || !strings.Contains(agents, "web-01") || !strings.Contains(agents, " ok ") {
@@ -269,7 +274,7 @@ collector "authlog" "system" {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-	code, out, errs := runCmd(t, "verify", "--url", "https://"+addr, "--ca", filepath.Join(dir, "ca.pem"), "--log-key", keyCopy, "--save-checkpoint", cp, "--inclusion", "0")
+	code, out, errs = runCmd(t, "verify", "--url", "https://"+addr, "--ca", filepath.Join(dir, "ca.pem"), "--log-key", keyCopy, "--save-checkpoint", cp, "--inclusion", "0")
 	if code != 0 || !strings.Contains(out, "verified: no problems found") || !strings.Contains(out, "ok   inclusion of log index 0 (agent web-01") {
 		t.Fatalf("verify --url: %d\n%s\n%s", code, out, errs)
 	}
