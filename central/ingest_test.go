@@ -48,8 +48,12 @@ func TestIngestEndToEndTLS(t *testing.T) {
 
 	// In order: accepted, with a log index and a receipt.
 	var receipts []*Receipt
+	var first signer.Batch
 	for i := range 3 {
 		b := seal(t, c, "b"+string(rune('0'+i)), 10)
+		if i == 0 {
+			first = b
+		}
 		status, r := tc.post(t, b)
 		if status != 200 || r.Verdict != signer.Accepted || r.LogIndex == nil || r.EventsStored != 10 {
 			t.Fatalf("batch %d: %d %+v", i, status, r)
@@ -70,9 +74,12 @@ func TestIngestEndToEndTLS(t *testing.T) {
 	if status != 200 || dup.Verdict != signer.Duplicate || dup.LogIndex == nil {
 		t.Fatalf("replay: %d %+v", status, dup)
 	}
-	// An older batch replayed is a duplicate too (found through history).
-	// (receipts[0] was for seq 0; resend is impossible without the bytes,
-	// so replay the newest twice more.)
+	// An older batch replayed is a duplicate too (found through history),
+	// acknowledged with its original log index.
+	status, old := tc.post(t, first)
+	if status != 200 || old.Verdict != signer.Duplicate || old.LogIndex == nil || *old.LogIndex != *receipts[0].LogIndex {
+		t.Fatalf("replay of seq 0: %d %+v", status, old)
+	}
 	if n := countEvents(t, tc.srv.Store(), EventQuery{}); n != 35 {
 		t.Fatalf("events stored: %d, want 35", n)
 	}
