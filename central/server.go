@@ -71,6 +71,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Central.Postgres != "" {
+		return nil, errors.New("central.postgres: the PostgreSQL store is not part of this build yet; remove the attribute to use the embedded SQLite store in data_dir")
+	}
 	ns, err := LoadLogSigner(ctx, cfg.LogSigner)
 	if err != nil {
 		return nil, err
