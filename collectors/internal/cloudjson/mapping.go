@@ -11,17 +11,22 @@ import (
 )
 
 // MapFunc maps one provider record to the events it holds; ok is false
-// for a record that is readable but says nothing about access.
+// for a record that is readable but says nothing about access. evs may be
+// reused by the next call: callers copy the events out first.
 type MapFunc func(rec []byte) (evs []event.Event, ok bool, err error)
 
-// One adapts a mapper that makes at most one event of a record.
+// One adapts a mapper that makes at most one event of a record. It returns
+// the event in a slice it reuses (see MapFunc), so it does not allocate per
+// record; each page or parse takes its own One.
 func One(m func(rec []byte) (event.Event, bool, error)) MapFunc {
+	var buf [1]event.Event
 	return func(rec []byte) ([]event.Event, bool, error) {
 		ev, ok, err := m(rec)
 		if err != nil || !ok {
 			return nil, ok, err
 		}
-		return []event.Event{ev}, true, nil
+		buf[0] = ev
+		return buf[:], true, nil
 	}
 }
 

@@ -81,6 +81,16 @@ func TestOne(t *testing.T) {
 	if evs, ok, err := one([]byte("bad")); evs != nil || ok || err == nil {
 		t.Errorf("bad: %v %v %v", evs, ok, err)
 	}
+	// One reuses its slice; MapPage copies every event out before the
+	// next call.
+	var recs []json.RawMessage
+	json.Unmarshal([]byte(`["a","skip","b","c"]`), &recs)
+	for i := range recs {
+		recs[i] = recs[i][1 : len(recs[i])-1]
+	}
+	if got := ids(cloudjson.MapPage(recs, one, nil, "p")); got != "a@ b@ c@" {
+		t.Errorf("page through One: %q", got)
+	}
 }
 
 func TestParse(t *testing.T) {
