@@ -291,17 +291,25 @@ func (p *Pipeline) emit(ctx context.Context, key string, in prometheus.Counter, 
 
 // encode turns an event into its NDJSON line.
 func (p *Pipeline) encode(key string, ev *event.Event) (item, bool) {
-	line, err := json.Marshal(ev)
+	it, _, ok := p.encodeInto(nil, key, ev)
+	return it, ok
+}
+
+// encodeInto appends ev's NDJSON line to buf; the item's line aliases the
+// returned buffer.
+func (p *Pipeline) encodeInto(buf []byte, key string, ev *event.Event) (item, []byte, bool) {
+	line, err := marshalEventTo(buf, ev)
 	if err != nil {
 		p.m.EncodeErrors.Inc()
 		p.log.Error("event cannot be encoded; skipped", "collector", key, "id", ev.ID, "err", err)
-		return item{}, false
+		return item{}, buf, false
 	}
+	line = append(line, '\n')
 	t := ev.Time
 	if t.IsZero() {
 		t = ev.ObservedTime
 	}
-	return item{key: key, line: append(line, '\n'), t: t}, true
+	return item{key: key, line: line, t: t}, line, true
 }
 
 // Run batches, seals and spools until Close is called (then it seals what
@@ -476,6 +484,8 @@ func (p *Pipeline) batchLoop(ctx context.Context, jobs chan<- sealJob, sealDone 
 		return enqueue(j)
 	}
 	var addLines func(items []item) error
+	var scratch []byte
+	var one [1]item
 	add := func(items []item) error {
 		// Secrets go before anything else sees the events.
 		for _, it := range items {
@@ -493,16 +503,20 @@ func (p *Pipeline) batchLoop(ctx context.Context, jobs chan<- sealJob, sealDone 
 			rearm()
 			return err
 		}
-		enc := items[:0]
+		// Encode into one scratch buffer; the batch copies each line.
 		for _, it := range items {
-			e, ok := p.encode(it.key, it.ev)
-			if !ok {
+			var ok bool
+			var e item
+			if e, scratch, ok = p.encodeInto(scratch[:0], it.key, it.ev); !ok {
 				continue
 			}
 			e.pos = it.pos
-			enc = append(enc, e)
+			one[0] = e
+			if err := addLines(one[:]); err != nil {
+				return err
+			}
 		}
-		return addLines(enc)
+		return nil
 	}
 	releaseAll := func() error {
 		if corr == nil {

@@ -70,17 +70,35 @@ func RedactString(s string) (string, int) {
 // kvKeywords are substrings every name reKV matches contains one of;
 // bearerKeywords the words reBearer starts with. All lower case ASCII.
 var (
-	kvKeywords     = []string{"pass", "pwd", "secret", "token", "key"}
-	bearerKeywords = []string{"bearer", "basic"}
-	allKeywords    = append(append([]string(nil), kvKeywords...), bearerKeywords...)
+	kvKeywords     = newKeywords("pass", "pwd", "secret", "token", "key")
+	bearerKeywords = newKeywords("bearer", "basic")
+	allKeywords    = newKeywords("pass", "pwd", "secret", "token", "key", "bearer", "basic")
 )
 
+// keywords is a set of lower-case ASCII words with a table of their first
+// letters, for a quick scan.
+type keywords struct {
+	first [256]bool
+	words []string
+}
+
+func newKeywords(words ...string) *keywords {
+	k := &keywords{words: words}
+	for _, w := range words {
+		k.first[w[0]] = true
+	}
+	return k
+}
+
 // containsFold reports whether the ASCII string s contains one of the
-// lower-case ASCII words, ignoring case, without allocating.
-func containsFold(s string, words []string) bool {
+// words, ignoring case, without allocating.
+func containsFold(s string, k *keywords) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i] | 0x20
-		for _, w := range words {
+		if !k.first[c] {
+			continue
+		}
+		for _, w := range k.words {
 			if c != w[0] || len(s)-i < len(w) {
 				continue
 			}
