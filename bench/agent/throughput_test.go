@@ -124,6 +124,8 @@ collector "authlog" "system" {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	var ru0 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -142,6 +144,9 @@ collector "authlog" "system" {
 		}
 	}
 	elapsed := time.Since(start)
+	var ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	recvCPU := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
 	peak := procStatusKB(pid, "VmHWM")
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
@@ -166,7 +171,20 @@ collector "authlog" "system" {
 	t.Logf("file -> acknowledged: %.0f events/s (%.2fs), %.0f batches/s", float64(n)/elapsed.Seconds(), elapsed.Seconds(), float64(batches)/elapsed.Seconds())
 	t.Logf("agent CPU: %.2fs total, %.3f CPU-seconds per 100k events", cpu.Seconds(), cpu.Seconds()/float64(n)*100000)
 	t.Logf("agent RSS: peak (VmHWM) %.1f MiB, steady-state median %.1f MiB", float64(peak)/1024, float64(steady)/1024)
+	t.Logf("receiver (this test process, verifying every batch) CPU: %.2fs; machine load average %s", recvCPU.Seconds(), loadAvg())
 	if v := recv.Verdicts(); v["accepted"] != batches {
 		t.Errorf("verdicts: %v", v)
 	}
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
