@@ -57,4 +57,19 @@
 // following 8-byte boundaries) are kept, the segment is copied aside, and the
 // bytes are left in place. Indexes missing because of damage are reported;
 // the batches they held are gone and central will report the gap.
+//
+// # Operating
+//
+//  1. A "torn tail cut off" warning after a crash or power loss is
+//     expected: the interrupted append never returned, its records were
+//     never committed, and the collector reads them again.
+//  2. A "damaged frames skipped" or "entries lost to damage" error is not:
+//     the disk returned bytes that fail their checksum. The batches in the
+//     damaged range are gone; central reports the gap. Check the disk.
+//  3. NAME.broken-TIMESTAMP files are byte-for-byte copies of a segment as
+//     it was found, kept as evidence. The spool never reads them; remove
+//     them once investigated.
+//  4. Never delete segment files to "fix" a spool: what they hold has not
+//     reached central. If the agent's host is being retired, let the agent
+//     drain (provtrail_agent_spool_pending_batches reaches 0) first.
 package spool
