@@ -3,10 +3,19 @@ package pipeline
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -567,5 +576,98 @@ func TestHeartbeats(t *testing.T) {
 		if b.Seq != uint64(i) {
 			t.Fatalf("batch %d has seq %d", i, b.Seq)
 		}
+	}
+}
+
+// TestClientCertificate: NewHTTPClient presents the configured client
+// certificate to a central that requires one, and trusts only ca_file.
+func TestClientCertificate(t *testing.T) {
+	dir := t.TempDir()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	issue := func(name string, usage x509.ExtKeyUsage, ip bool) (certPath, keyPath string, cert tls.Certificate) {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}}
+		if ip {
+			tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kder, _ := x509.MarshalPKCS8PrivateKey(k)
+		certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+		keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+		certPath, keyPath = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+		os.WriteFile(certPath, certPEM, 0o600)
+		os.WriteFile(keyPath, keyPEM, 0o600)
+		cert, err = tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return certPath, keyPath, cert
+	}
+	_, _, serverCert := issue("central", x509.ExtKeyUsageServerAuth, true)
+	clientCrt, clientKey, _ := issue("agent", x509.ExtKeyUsageClientAuth, false)
+	caPath := filepath.Join(dir, "ca.pem")
+	os.WriteFile(caPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+
+	var peer string
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		peer = r.TLS.PeerCertificates[0].Subject.CommonName
+		io.WriteString(w, `{"verdict":"accepted"}`)
+	}))
+	ts.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	defer ts.Close()
+
+	c, err := NewHTTPClient(TLSFiles{CAFile: caPath, CertFile: clientCrt, KeyFile: clientKey}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Get(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if peer != "agent" || resp.ProtoMajor != 2 {
+		t.Fatalf("peer %q, protocol %s", peer, resp.Proto)
+	}
+	// Without the client certificate central refuses the handshake.
+	c2, err := NewHTTPClient(TLSFiles{CAFile: caPath}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := c2.Get(ts.URL); err == nil {
+		resp.Body.Close()
+		t.Fatal("request without a client certificate succeeded")
+	}
+	// A CA file that does not hold central's issuer is not trusted.
+	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	otherDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &otherKey.PublicKey, otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other.pem")
+	os.WriteFile(other, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: otherDER}), 0o600)
+	c3, _ := NewHTTPClient(TLSFiles{CAFile: other, CertFile: clientCrt, KeyFile: clientKey}, 5*time.Second)
+	if resp, err := c3.Get(ts.URL); err == nil {
+		resp.Body.Close()
+		t.Fatal("server certificate accepted without its CA")
+	}
+	if _, err := NewHTTPClient(TLSFiles{CAFile: filepath.Join(dir, "missing.pem")}, time.Second); err == nil {
+		t.Fatal("missing ca_file accepted")
 	}
 }
