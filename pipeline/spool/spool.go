@@ -332,6 +332,21 @@ func (s *Spool) loadSegment(base uint64, isLast bool, lastEntry uint64) (*segmen
 	if off < size && !inBad {
 		inBad, badFrom = true, off
 	}
+	if off > size {
+		// The last frame is whole but its zero padding did not reach the
+		// disk: restore it, so that the next frame starts on an 8-byte
+		// boundary where recovery looks for it.
+		if err := f.Truncate(off); err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("spool: pad %s to %d: %w", p, off, err)
+		}
+		if err := s.fsync(f); err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("spool: fsync %s: %w", p, err)
+		}
+		s.log.Warn("spool: restored the padding of the last frame", "segment", p, "size", off)
+		g.size, size = off, off
+	}
 	tornAt := int64(-1)
 	if inBad {
 		if isLast {
