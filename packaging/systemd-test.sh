@@ -8,6 +8,7 @@
 # config), the file-permission refusal, the watchdog killing and restarting a
 # hung agent, and a clean stop. Needs root and systemd-container (installed
 # when missing); takes about a minute.
+# No grep -q after a pipe: with pipefail, the writer's SIGPIPE would fail it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -141,9 +142,15 @@ inside systemctl start provtrail-agent || { inside journalctl -u provtrail-agent
 ok "provtrail-agent active, status '$(prop provtrail-agent StatusText)'"
 
 echo "== a change on the host reaches central through the sandboxed agent"
+# The collector starts at the journal's end: wait until it follows it.
+for _ in $(seq 1 40); do
+	inside curl -fsS 127.0.0.1:9464/metrics 2>/dev/null | grep '^provtrail_agent_collector_up{collector="journald/system"} 1' >/dev/null && break
+	sleep 0.5
+done
+sleep 2
 inside useradd provtrail-systemd-test-user
 got=
-for _ in $(seq 1 40); do
+for _ in $(seq 1 60); do
 	got=$(inside runuser -u provtrail -- provtrail query --config /etc/provtrail/central.hcl --user provtrail-systemd-test-user --format ndjson 2>/dev/null | head -1)
 	[ -n "$got" ] && break
 	sleep 0.5
@@ -167,10 +174,11 @@ ok "broken config: reload refused, agent keeps running"
 echo "== permissions"
 chmod 0644 "$E/agent.key"
 if inside systemctl restart provtrail-agent 2>/dev/null; then fail "agent started with a world-readable key"; fi
-inside journalctl -u provtrail-agent --no-pager | grep -q "fix with: chmod 600 /etc/provtrail/agent.key" ||
+inside journalctl -u provtrail-agent --no-pager | grep "fix with: chmod 600 /etc/provtrail/agent.key" >/dev/null ||
 	fail "the refusal does not say how to fix it"
 chmod 0600 "$E/agent.key"
-inside systemctl reset-failed provtrail-agent
+inside systemctl stop provtrail-agent # cancels the pending Restart=on-failure
+inside systemctl reset-failed provtrail-agent 2>/dev/null || true
 inside systemctl start provtrail-agent || fail "start after chmod 600"
 ok "world-readable key refused with 'chmod 600', starts once fixed"
 
@@ -178,12 +186,14 @@ echo "== watchdog"
 pid=$(prop provtrail-agent MainPID)
 restarts=$(prop provtrail-agent NRestarts)
 inside kill -STOP "$pid"
-for _ in $(seq 1 60); do
-	inside journalctl -u provtrail-agent --no-pager | grep -q "Failed with result 'watchdog'" &&
+# WatchdogSec=6s, then SIGABRT (up to TimeoutAbortSec if it does not die), then RestartSec=5s.
+for _ in $(seq 1 120); do
+	inside journalctl -u provtrail-agent --no-pager | grep "Failed with result 'watchdog'" >/dev/null &&
 		[ "$(prop provtrail-agent NRestarts)" -gt "$restarts" ] && [ "$(prop provtrail-agent ActiveState)" = active ] && break
 	sleep 0.5
 done
-inside journalctl -u provtrail-agent --no-pager | grep -q "Failed with result 'watchdog'" || fail "a hung agent was not killed by the watchdog"
+inside journalctl -u provtrail-agent --no-pager | grep "Failed with result 'watchdog'" >/dev/null ||
+	{ inside journalctl -u provtrail-agent --no-pager | grep -v 'provtrail\[' | tail -15 >&2; fail "a hung agent was not killed by the watchdog"; }
 [ "$(prop provtrail-agent NRestarts)" -gt "$restarts" ] && [ "$(prop provtrail-agent ActiveState)" = active ] ||
 	fail "the agent was not restarted after the watchdog killed it"
 [ "$(prop provtrail-agent MainPID)" != "$pid" ] || fail "same process after the watchdog"
