@@ -10,6 +10,8 @@ import (
 type Metrics struct {
 	RecordsIn       *prometheus.CounterVec
 	RecordsOut      *prometheus.CounterVec
+	LastRecord      *prometheus.GaugeVec
+	EventLag        *prometheus.GaugeVec
 	Redactions      prometheus.Counter
 	EncodeErrors    prometheus.Counter
 	Batches         *prometheus.CounterVec
@@ -31,6 +33,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"collector"}),
 		RecordsOut: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "provtrail_agent_records_out_total", Help: "Records of each collector instance written to the spool in a signed batch.",
+		}, []string{"collector"}),
+		LastRecord: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "provtrail_agent_collector_last_record_timestamp_seconds", Help: "When each collector instance last emitted a record (Unix time).",
+		}, []string{"collector"}),
+		EventLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "provtrail_agent_collector_event_lag_seconds", Help: "For each collector instance's latest record: seconds from the change (event time) to the agent reading it.",
 		}, []string{"collector"}),
 		Redactions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "provtrail_agent_redactions_total", Help: "Secret-looking values the pipeline replaced that a collector had let through.",
@@ -67,7 +75,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "provtrail_agent_last_ack_timestamp_seconds", Help: "When central last acknowledged a batch (Unix time).",
 		}),
 	}
-	reg.MustRegister(m.RecordsIn, m.RecordsOut, m.Redactions, m.EncodeErrors, m.Batches, m.BatchEvents,
+	reg.MustRegister(m.RecordsIn, m.RecordsOut, m.LastRecord, m.EventLag, m.Redactions, m.EncodeErrors, m.Batches, m.BatchEvents,
 		m.EmitBlocked, m.SealErrors, m.ForwardBatches, m.ForwardErrors, m.ForwardSetAside, m.ForwardLag, m.LastAck)
 	return m
 }

@@ -246,7 +246,15 @@ func EnvelopeHeader(env []byte) (signer.Header, error) {
 // "TYPE/NAME" and names its positions.
 func (p *Pipeline) Emitter(key string) collectors.Emitter {
 	in := p.m.RecordsIn.WithLabelValues(key)
+	last := p.m.LastRecord.WithLabelValues(key)
+	lag := p.m.EventLag.WithLabelValues(key)
 	return collectors.EmitFunc(func(ctx context.Context, recs ...collectors.Record) error {
+		if n := len(recs); n > 0 {
+			last.SetToCurrentTime()
+			if e := &recs[n-1].Event; !e.Time.IsZero() && !e.ObservedTime.IsZero() {
+				lag.Set(e.ObservedTime.Sub(e.Time).Seconds())
+			}
+		}
 		return p.emit(ctx, key, in, recs)
 	})
 }
