@@ -253,3 +253,18 @@ func copyTestBinary(t *testing.T, dir string) string {
 	}
 	return dst
 }
+
+// BenchmarkCheckPrivate: the cost of one check at start-up or reload
+// (stat of the file and each parent directory, one open).
+func BenchmarkCheckPrivate(b *testing.B) {
+	p := filepath.Join(b.TempDir(), "k")
+	if err := os.WriteFile(p, []byte("k"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := CheckPrivate(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -297,3 +297,31 @@ func TestWatchdogWithholdsPingWhileUnhealthy(t *testing.T) {
 	}
 	l.none(t, 100*time.Millisecond)
 }
+
+// BenchmarkSend: one notification (dial, write, close) to a real socket.
+func BenchmarkSend(b *testing.B) {
+	name := filepath.Join(b.TempDir(), "n.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: name, Net: "unixgram"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			if _, _, err := conn.ReadFromUnix(buf); err != nil {
+				return
+			}
+		}
+	}()
+	n, err := FromEnv(env(map[string]string{EnvSocket: name}), 1, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := n.Send("WATCHDOG=1"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
