@@ -24,6 +24,12 @@ const (
 	DefaultMaxConcurrent   = 64
 	DefaultReadTimeout     = 30 * time.Second
 	DefaultGapTimeout      = 10 * time.Minute
+	// DefaultHeartbeatInterval is the agent's default heartbeat_interval:
+	// central assumes it for agents whose block does not say otherwise.
+	DefaultHeartbeatInterval = time.Minute
+	// DefaultSilenceMargin is how long past its heartbeat interval an
+	// agent may stay quiet before builtin.silent_agent fires.
+	DefaultSilenceMargin = time.Minute
 )
 
 // Config is central's runtime configuration, built once from central.hcl.
@@ -58,6 +64,13 @@ type Settings struct {
 	ReadTimeout   time.Duration
 	// GapTimeout is how long a chain gap may stay open before it alerts.
 	GapTimeout time.Duration
+	// HeartbeatInterval is the heartbeat interval assumed for agents that
+	// do not set their own (token-enrolled agents, agent blocks without
+	// heartbeat_interval).
+	HeartbeatInterval time.Duration
+	// SilenceMargin is added to an agent's heartbeat interval before it
+	// is reported silent.
+	SilenceMargin time.Duration
 	// Postgres, when set, is a PostgreSQL connection string used instead of
 	// the embedded SQLite store.
 	Postgres string
@@ -86,8 +99,12 @@ type AgentEntry struct {
 	ID            string
 	PublicKeyFile string
 	// Revoked agents' batches are rejected; their history stays.
-	Revoked  bool
-	DefRange hcl.Range
+	Revoked bool
+	// HeartbeatInterval is the agent's heartbeat_interval (zero: the
+	// central block's default). Central reports the agent silent when no
+	// batch arrives for this long plus the silence margin.
+	HeartbeatInterval time.Duration
+	DefRange          hcl.Range
 }
 
 type centralBlock struct {
@@ -100,6 +117,8 @@ type centralBlock struct {
 	MaxConcurrent   *int           `hcl:"max_concurrent_requests,optional"`
 	ReadTimeout     hcl.Expression `hcl:"read_timeout,optional"`
 	GapTimeout      hcl.Expression `hcl:"gap_timeout,optional"`
+	Heartbeat       hcl.Expression `hcl:"heartbeat_interval,optional"`
+	SilenceMargin   hcl.Expression `hcl:"silence_margin,optional"`
 	Postgres        *string        `hcl:"postgres,optional"`
 }
 
@@ -118,8 +137,9 @@ type logSignerBlock struct {
 }
 
 type agentBlock struct {
-	PublicKeyFile string `hcl:"public_key_file"`
-	Revoked       *bool  `hcl:"revoked,optional"`
+	PublicKeyFile     string         `hcl:"public_key_file"`
+	Revoked           *bool          `hcl:"revoked,optional"`
+	HeartbeatInterval hcl.Expression `hcl:"heartbeat_interval,optional"`
 }
 
 // FileSchema lists central.hcl's top-level blocks.
@@ -207,9 +227,11 @@ func DecodeConfig(body hcl.Body, path string) (*Config, hcl.Diagnostics) {
 			d := gohcl.DecodeBody(b.Body, ctx, &ab)
 			diags = append(diags, d...)
 			if !d.HasErrors() {
+				hb, d := hclconfig.Duration(ab.HeartbeatInterval, ctx, 0)
+				diags = append(diags, d...)
 				cfg.Agents = append(cfg.Agents, AgentEntry{
 					ID: id, PublicKeyFile: hclconfig.Path(baseDir, ab.PublicKeyFile),
-					Revoked: hclconfig.Deref(ab.Revoked, false), DefRange: b.DefRange,
+					Revoked: hclconfig.Deref(ab.Revoked, false), HeartbeatInterval: hb, DefRange: b.DefRange,
 				})
 			}
 		}
@@ -265,5 +287,9 @@ func decodeCentral(b *hcl.Block, ctx *hcl.EvalContext, out *Settings) hcl.Diagno
 	out.ReadTimeout, d = hclconfig.Duration(cb.ReadTimeout, ctx, DefaultReadTimeout)
 	diags = append(diags, d...)
 	out.GapTimeout, d = hclconfig.Duration(cb.GapTimeout, ctx, DefaultGapTimeout)
+	diags = append(diags, d...)
+	out.HeartbeatInterval, d = hclconfig.Duration(cb.Heartbeat, ctx, DefaultHeartbeatInterval)
+	diags = append(diags, d...)
+	out.SilenceMargin, d = hclconfig.Duration(cb.SilenceMargin, ctx, DefaultSilenceMargin)
 	return append(diags, d...)
 }

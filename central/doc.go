@@ -35,7 +35,24 @@
 //	GET  /v1/batches/index/{i}            StoredBatch (envelope and body, for auditors)
 //	GET  /v1/log/checkpoint, /v1/log/tile/...  the log's tlog-tiles resources
 //	GET  /v1/events?actor=&user=&group=&action=&system=&host=&since=&until=&after=&limit=
-//	GET  /v1/agents, /v1/alerts, /healthz, /readyz, /metrics
+//	GET  /v1/alerts?rule=&severity=&acknowledged=&since=&limit=
+//	POST /v1/alerts/{id}/ack              (client certificate or loopback)
+//	GET  /v1/entitlements?group=&user=&system=
+//	GET  /v1/entitlements/drift?from=&to=
+//	POST /v1/agents/{id}/status           signed status report (central/status)
+//	GET  /v1/agents, /healthz, /readyz, /metrics
+//
+// # Alerts and entitlements
+//
+// Alert rules (central/alerts) run over events once they are indexed; the
+// engine's windows are kept in data_dir/alert-state.json, so thresholds
+// and sequences span restarts. Built-in alerts: fork, forgery, chain gap
+// open past gap_timeout, stream reset, agent silent past its
+// heartbeat_interval plus silence_margin (raised once per silence and
+// acknowledged by central when the agent is heard from again), and the
+// source gaps and full spools agents report in signed status reports.
+// The indexer maintains the entitlement table (who holds what now) and
+// its history in the same transaction as the events.
 //
 // Audit (provtrail verify) re-checks all of it offline or over this API.
 package central

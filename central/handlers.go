@@ -33,6 +33,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/events", s.handleEvents)
 	mux.HandleFunc("GET /v1/agents", s.handleAgents)
 	mux.HandleFunc("GET /v1/alerts", s.handleAlerts)
+	mux.HandleFunc("POST /v1/alerts/{id}/ack", s.handleAck)
+	mux.HandleFunc("GET /v1/entitlements", s.handleEntitlements)
+	mux.HandleFunc("GET /v1/entitlements/drift", s.handleDrift)
+	mux.HandleFunc("POST /v1/agents/{id}/status", s.handleStatus)
 	mux.Handle("GET /v1/log/", http.StripPrefix("/v1/log/", http.HandlerFunc(s.handleLogFile)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeText(w, http.StatusOK, "ok\n") })
 	mux.HandleFunc("GET /readyz", s.handleReady)
@@ -398,19 +402,6 @@ func (s *Server) handleAgents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"agents": views})
-}
-
-func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
-	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-	al, err := s.store.Alerts(r.Context(), limit)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "store", "%v", err)
-		return
-	}
-	if al == nil {
-		al = []Alert{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"alerts": al})
 }
 
 // handleLogFile serves the log's public tlog-tiles resources (checkpoint,

@@ -303,7 +303,10 @@ func (s *Server) Start(ctx context.Context) error {
 	go func() { s.serveErr <- s.httpSrv.Serve(ln) }()
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.bgCancel, s.bgDone = cancel, make(chan struct{})
-	go s.watchGaps(bg)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.watchGaps(bg) })
+	wg.Go(func() { s.watchSilence(bg) })
+	go func() { wg.Wait(); close(s.bgDone) }()
 	s.logger.Info("central listening", "addr", ln.Addr().String(), "tls", tc != nil, "data_dir", s.cfg.Central.DataDir, "log_origin", s.log.Origin())
 	return nil
 }
@@ -346,13 +349,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.bgCancel()
 		<-s.bgDone
 	}
-	errs = append(errs, s.log.Close(ctx), s.store.Close())
 	if s.engine != nil {
-		// The store's Close indexed (and handed over) everything committed.
+		// Index (and hand over) everything committed, let the rules see it
+		// and the notifiers deliver, while the store can still record the
+		// alerts; then close the store.
+		s.store.StopIndexing()
 		close(s.evalCh)
 		<-s.evalDone
 		s.engine.Close()
 	}
+	errs = append(errs, s.log.Close(ctx), s.store.Close())
 	return errors.Join(errs...)
 }
 
@@ -382,7 +388,6 @@ func (s *Server) evaluate() {
 // watchGaps raises an alert for each chain gap that stays open longer
 // than gap_timeout.
 func (s *Server) watchGaps(ctx context.Context) {
-	defer close(s.bgDone)
 	timeout := s.cfg.Central.GapTimeout
 	if timeout <= 0 {
 		timeout = DefaultGapTimeout

@@ -142,6 +142,50 @@ ALTER TABLE alerts ADD COLUMN alert_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE alerts ADD COLUMN details TEXT NOT NULL DEFAULT '';
 CREATE UNIQUE INDEX alerts_alert_id ON alerts (alert_id) WHERE alert_id <> '';
 `,
+	// 4: alerts are acknowledged; the entitlement table (who holds what
+	// now) and its history are maintained by the indexer in the same
+	// transaction as the events; agents' signed status reports.
+	`
+ALTER TABLE alerts ADD COLUMN acked_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE alerts ADD COLUMN acked_by TEXT NOT NULL DEFAULT '';
+CREATE INDEX alerts_kind ON alerts (kind, id);
+CREATE TABLE entitlements (
+	system     TEXT NOT NULL,
+	scope      TEXT NOT NULL,
+	kind       TEXT NOT NULL,
+	name       TEXT NOT NULL,
+	user_name  TEXT NOT NULL,
+	since      INTEGER NOT NULL,
+	granted_by TEXT NOT NULL,
+	event_id   TEXT NOT NULL,
+	log_index  INTEGER NOT NULL,
+	PRIMARY KEY (system, scope, kind, name, user_name)
+);
+CREATE INDEX entitlements_user ON entitlements (user_name);
+CREATE INDEX entitlements_name ON entitlements (name);
+CREATE TABLE entitlement_history (
+	id         INTEGER PRIMARY KEY,
+	time       INTEGER NOT NULL,
+	event_id   TEXT NOT NULL,
+	n          INTEGER NOT NULL,
+	op         INTEGER NOT NULL,
+	system     TEXT NOT NULL,
+	scope      TEXT NOT NULL,
+	kind       TEXT NOT NULL,
+	name       TEXT NOT NULL,
+	user_name  TEXT NOT NULL,
+	granted_by TEXT NOT NULL,
+	log_index  INTEGER NOT NULL,
+	UNIQUE (time, event_id, n)
+);
+CREATE INDEX entitlement_history_time ON entitlement_history (time);
+CREATE TABLE agent_status (
+	agent_id    TEXT PRIMARY KEY,
+	created     INTEGER NOT NULL,
+	received_at INTEGER NOT NULL,
+	report      TEXT NOT NULL
+);
+`,
 }
 
 // SQLite is the embedded Store: one database file in WAL mode. Writes go
@@ -174,9 +218,20 @@ type SQLite struct {
 	kick      chan struct{}
 	stopIndex chan struct{}
 	indexDone chan struct{}
+	stopOnce  sync.Once
 	readOnly  bool
 	// onIndexed is called (from the indexer) after each index transaction.
 	onIndexed func([]IndexedBatch)
+}
+
+// StopIndexing indexes every committed batch, calls the index hook for
+// them, and stops the indexer; the store stays open for other writes.
+// Close calls it.
+func (s *SQLite) StopIndexing() {
+	s.stopOnce.Do(func() {
+		close(s.stopIndex)
+		<-s.indexDone
+	})
 }
 
 // IndexedBatch is one batch whose events were just indexed.
@@ -411,8 +466,7 @@ func (s *SQLite) Close() error {
 	var err error
 	s.once.Do(func() {
 		// Index what is committed, then stop the writer.
-		close(s.stopIndex)
-		<-s.indexDone
+		s.StopIndexing()
 		close(s.stop)
 		<-s.done
 		// Fail writes that were queued but not taken.
@@ -719,12 +773,16 @@ func (s *SQLite) indexSome(ctx context.Context) (int, error) {
 		total += r.events
 	}
 	last := todo[len(todo)-1].id
+	ents := entitlementChanges(todo)
 	err = s.writeOn(ctx, s.indexWrites, func(tx *sql.Tx) error {
 		var res CommitResult
 		for _, b := range todo {
 			if err := insertEvents(tx, b.id, b.events, &res); err != nil {
 				return fmt.Errorf("batch %d: %w", b.id, err)
 			}
+		}
+		if err := applyEntitlements(tx, ents); err != nil {
+			return err
 		}
 		_, err := tx.Exec(`UPDATE index_state SET through_batch = ? WHERE id = 1`, last)
 		return err

@@ -2,6 +2,7 @@ package central
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -209,6 +210,15 @@ type Alert struct {
 	StreamID   string
 	Message    string
 	EvidenceID int64
+	// AlertID is the engine's alert id (rule alerts and built-ins raised
+	// through the engine); empty for alerts recorded with evidence.
+	AlertID string
+	// Details is the engine's full alert (JSON), naming the events (ids
+	// and log indexes) that fired it.
+	Details json.RawMessage
+	// AckedAt and AckedBy record the acknowledgement (zero: open).
+	AckedAt time.Time
+	AckedBy string
 }
 
 // EnrollToken is a one-time or limited-use enrollment token. Only its
