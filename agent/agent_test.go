@@ -90,6 +90,8 @@ func genRegistry(t *testing.T) *collectors.Registry {
 }
 
 type fixture struct {
+	// forwardExtra is added to the forward block.
+	forwardExtra string
 	dir, cfgPath string
 	recv         *testenv.Receiver
 	reg          *collectors.Registry
@@ -128,12 +130,13 @@ forward {
   ca_file          = %q
   batch_max_events = 10
   batch_max_wait   = "20ms"
+  %s
 }
 metrics {
   listen = "127.0.0.1:0"
 }
 %s
-`, filepath.Join(f.dir, "state"), filepath.Join(f.dir, "agent.key"), f.recv.URL, f.recv.CAFile, collectorBlocks)
+`, filepath.Join(f.dir, "state"), filepath.Join(f.dir, "agent.key"), f.recv.URL, f.recv.CAFile, f.forwardExtra, collectorBlocks)
 	if err := os.WriteFile(f.cfgPath, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -470,6 +473,33 @@ func TestCorruptLastSpoolRecord(t *testing.T) {
 	for _, want := range []string{"torn tail cut off", "the collector reads those records again", "starting a new stream"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("agent did not say %q:\n%s", want, logs)
+		}
+	}
+}
+
+// TestDrainWhileSpoolFull: SIGTERM while central is down and the spool is
+// full ends within the drain timeout, cleanly; the next start delivers
+// everything exactly once.
+func TestDrainWhileSpoolFull(t *testing.T) {
+	f := newFixture(t)
+	f.forwardExtra = `spool_max_bytes = "64KiB"
+  batch_max_bytes = "16KiB"`
+	cfg := f.writeConfig(t, `collector "gen" "a" { count = 3000 }`)
+	f.recv.SetDown(true)
+	r := startDrain(t, cfg, f.reg, time.Second)
+	waitFor(t, "spool full", 20*time.Second, func() bool { return r.a.sp.Stats().Full })
+	t0 := time.Now()
+	r.stop(t)
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Fatalf("shutdown under backpressure took %v", d)
+	}
+	f.recv.SetDown(false)
+	r2 := start(t, cfg, f.reg)
+	waitFor(t, "all 3000 events", 60*time.Second, func() bool { return f.recv.EventCount() == 3000 })
+	r2.stop(t)
+	for n, c := range names(t, f.recv) {
+		if c != 1 {
+			t.Fatalf("%s arrived %d times", n, c)
 		}
 	}
 }

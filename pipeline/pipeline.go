@@ -36,6 +36,8 @@ const (
 // ErrStopped is returned by Emit once the pipeline is closing.
 var ErrStopped = errors.New("pipeline stopped")
 
+var errSealerStopped = errors.New("pipeline: sealer stopped")
+
 // Sealer signs a batch body into the agent's chain and hands it to store,
 // which must make it durable before returning nil. *signer.Chain
 // implements it.
@@ -330,19 +332,24 @@ func (p *Pipeline) encodeInto(buf []byte, key string, ev *event.Event) (item, []
 func (p *Pipeline) Run(ctx context.Context) error {
 	defer close(p.done)
 	jobs := make(chan sealJob, 2)
-	sealDone := make(chan error, 1)
-	go func() { sealDone <- p.sealLoop(ctx, jobs) }()
-	berr := p.batchLoop(ctx, jobs, sealDone)
+	sealDead := make(chan struct{})
+	var serr error
+	go func() {
+		defer close(sealDead)
+		serr = p.sealLoop(ctx, jobs)
+	}()
+	berr := p.batchLoop(ctx, jobs, sealDead)
 	close(jobs)
-	serr := <-sealDone
+	<-sealDead
+	if ctx.Err() != nil {
+		// Cancelled: what was not sealed is read again after a restart.
+		return nil
+	}
 	if berr != nil {
 		return berr
 	}
 	if serr != nil {
 		return serr
-	}
-	if ctx.Err() != nil {
-		return nil
 	}
 	_, err := p.CommitPositions()
 	return err
@@ -414,7 +421,7 @@ func (p *Pipeline) outputs(outs []correlate.Output) []item {
 	return items
 }
 
-func (p *Pipeline) batchLoop(ctx context.Context, jobs chan<- sealJob, sealDone <-chan error) error {
+func (p *Pipeline) batchLoop(ctx context.Context, jobs chan<- sealJob, sealDead <-chan struct{}) error {
 	b := &batch{pos: map[string]collectors.Position{}, perKey: map[string]int{}}
 	lastEnqueue := time.Now()
 	var batchTimer <-chan time.Time
@@ -459,11 +466,8 @@ func (p *Pipeline) batchLoop(ctx context.Context, jobs chan<- sealJob, sealDone 
 				}
 			case <-ctx.Done():
 				return ctx.Err()
-			case err := <-sealDone:
-				if err == nil {
-					err = errors.New("pipeline: sealer stopped")
-				}
-				return err
+			case <-sealDead:
+				return errSealerStopped
 			}
 		}
 	}
@@ -570,11 +574,8 @@ func (p *Pipeline) batchLoop(ctx context.Context, jobs chan<- sealJob, sealDone 
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-sealDone:
-			if err == nil {
-				err = errors.New("pipeline: sealer stopped")
-			}
-			return err
+		case <-sealDead:
+			return errSealerStopped
 		case <-p.closing:
 			// Take what collectors already handed over and queue it.
 			if err := drainIn(); err != nil {
