@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/provtrail/provtrail/central/alerts"
@@ -53,7 +54,13 @@ type Server struct {
 	engine   *alerts.Engine
 	evalCh   chan []IndexedBatch
 	evalDone chan struct{}
+	// evaluated is the id of the last batch the rules have seen.
+	evaluated atomic.Int64
 }
+
+// EvaluatedThrough returns the id of the last batch whose events the alert
+// rules have evaluated (0 when no rules are configured or none yet).
+func (s *Server) EvaluatedThrough() int64 { return s.evaluated.Load() }
 
 // AlertStateFile keeps the alert engine's windows across restarts.
 const AlertStateFile = "alert-state.json"
@@ -381,6 +388,9 @@ func (s *Server) evaluate() {
 			if err := s.engine.Evaluate(ctx, evs); err != nil {
 				s.logger.Warn("evaluate alert rules", "err", err)
 			}
+		}
+		if len(bs) > 0 {
+			s.evaluated.Store(bs[len(bs)-1].BatchID)
 		}
 	}
 }
