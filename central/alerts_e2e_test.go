@@ -167,8 +167,8 @@ func (tc *testCentral) restart(t *testing.T) {
 
 type tev struct {
 	id, action, actor, user, group, host, outcome string
-	privs                                        []string
-	at                                           time.Duration
+	privs                                         []string
+	at                                            time.Duration
 }
 
 var e2eT0 = time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
