@@ -15,10 +15,11 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o provtrail ./cmd/provtrail
 
-# test installs what the tests need, then runs formatting, vet, staticcheck
-# and the whole suite with the race detector. Tests that need a real server
-# fail instead of skipping (PROVTRAIL_TESTENV_REQUIRED=1).
-test: test-deps lint unit
+# test installs what the tests need, then runs formatting, vet, staticcheck,
+# the whole suite with the race detector, and the package install test.
+# Tests that need a real server fail instead of skipping
+# (PROVTRAIL_TESTENV_REQUIRED=1).
+test: test-deps lint unit package-test
 
 test-deps:
 	./scripts/install-test-deps.sh $(APT_PACKAGES)
