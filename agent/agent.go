@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -64,11 +65,12 @@ type Agent struct {
 	restart *prometheus.CounterVec
 	up      *prometheus.GaugeVec
 
-	sp    *spool.Spool
-	ps    *positions.Store
-	chain *signer.Chain
-	p     *pipeline.Pipeline
-	fw    *pipeline.Forwarder
+	sp     *spool.Spool
+	ps     *positions.Store
+	status *statusReporter
+	chain  *signer.Chain
+	p      *pipeline.Pipeline
+	fw     *pipeline.Forwarder
 
 	collCtx context.Context
 	collWG  sync.WaitGroup
@@ -207,13 +209,19 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		}()
 	}
 
+	a.status = newStatusReporter(cfg.Forward.URL, cfg.Forward.Audience, cfg.Agent.ID, id, client, a.sp, a.log)
+
 	pipeCtx, pipeCancel := context.WithCancel(context.Background())
 	defer pipeCancel()
 	fwCtx, fwCancel := context.WithCancel(context.Background())
 	defer fwCancel()
 	var bg sync.WaitGroup
 	errc := make(chan error, 2)
-	bg.Add(2)
+	bg.Add(3)
+	go func() {
+		defer bg.Done()
+		a.status.run(fwCtx)
+	}()
 	go func() {
 		defer bg.Done()
 		if err := a.p.Run(pipeCtx); err != nil {
@@ -487,6 +495,13 @@ func (a *Agent) startCollectorLocked(cc CollectorConfig) error {
 		Type: cc.Type, Name: cc.Name, Hostname: host, StateDir: dir, Logger: clog,
 		Problems: pcoll.ProblemFunc(func(p pcoll.Problem) {
 			problems.Inc()
+			if strings.HasPrefix(p.Reason, "gap:") {
+				// Records the source lost before we read them: central
+				// must hear of it (a signed status report).
+				clog.Error("source gap", "where", p.Where, "reason", p.Reason)
+				a.status.gap(key, p.Reason)
+				return
+			}
 			clog.Warn("input record skipped", "where", p.Where, "reason", p.Reason, "sample", p.Sample)
 		}),
 	}
