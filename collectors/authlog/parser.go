@@ -308,15 +308,6 @@ func (p *lineParser) flush(resume int64) error {
 	return p.sink(out, resume)
 }
 
-// pendingFirst returns the offset of the first line of the earliest
-// pending event, or -1.
-func (p *lineParser) pendingFirst() int64 {
-	if len(p.pend) == 0 {
-		return -1
-	}
-	return p.pend[0].first
-}
-
 // contextStart returns where to re-read from, at most maxContextBytes
 // before resume, so that the sudo and su lines still relevant to changes
 // after resume are seen again.

@@ -99,10 +99,10 @@ func TestTailPartialLineAndLateFile(t *testing.T) {
 	w := newWriter(t, path)
 	w.userdel("", "u1", 100)
 	w.Write("Nov 25 18:10:00 vm userdel[101]: delete user 'u")
-	recs := r.sink.WaitFor(t, 1)
+	r.sink.WaitFor(t, 1)
 	r.sink.Quiet(t, 1) // the partial line waits for its newline
 	w.Write("2'\n")
-	recs = r.sink.WaitFor(t, 2)
+	recs := r.sink.WaitFor(t, 2)
 	if got := users(recs); got != "u1,u2" {
 		t.Errorf("users = %s", got)
 	}

@@ -100,7 +100,6 @@ type Correlator struct {
 	cfg   Config
 	types map[string]bool
 
-	seq  uint64
 	held []*held // arrival order
 	// byKey indexes held events by change key.
 	byKey map[string][]*held
