@@ -377,6 +377,11 @@ func (s *Server) evaluate() {
 		var evs []alerts.Indexed
 		for _, b := range bs {
 			for _, se := range b.Events {
+				// Decode only the events some rule may match.
+				if !s.engine.Wants(&alerts.Fields{Action: se.Action, Outcome: se.Outcome, Actor: se.Actor,
+					User: se.User, Group: se.Group, Host: se.Host, System: se.System}) {
+					continue
+				}
 				e, err := DecodeEvent(se)
 				if err != nil {
 					continue // unparsed lines were counted at ingest

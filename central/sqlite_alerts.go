@@ -184,9 +184,29 @@ func entitlementChanges(todo []indexBatch) []entChange {
 // (the same event in an earlier batch) is skipped, as its event is not
 // indexed twice.
 func applyEntitlements(tx *sql.Tx, changes []entChange) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	stmts := map[string]*sql.Stmt{}
+	defer func() {
+		for _, st := range stmts {
+			st.Close()
+		}
+	}()
+	exec := func(query string, args ...any) (sql.Result, error) {
+		st := stmts[query]
+		if st == nil {
+			var err error
+			if st, err = tx.Prepare(query); err != nil {
+				return nil, err
+			}
+			stmts[query] = st
+		}
+		return st.Exec(args...)
+	}
 	for _, ec := range changes {
 		h := ec.c.Holding
-		r, err := tx.Exec(`INSERT INTO entitlement_history (time, event_id, n, op, system, scope, kind, name, user_name, granted_by, log_index)
+		r, err := exec(`INSERT INTO entitlement_history (time, event_id, n, op, system, scope, kind, name, user_name, granted_by, log_index)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (time, event_id, n) DO NOTHING`,
 			ec.time, ec.eventID, ec.n, int(ec.c.Op), h.System, h.Scope, string(h.Kind), h.Name, h.User, h.GrantedBy, h.LogIndex)
 		if err != nil {
@@ -197,16 +217,16 @@ func applyEntitlements(tx *sql.Tx, changes []entChange) error {
 		}
 		switch ec.c.Op {
 		case entitlements.Grant:
-			_, err = tx.Exec(`INSERT INTO entitlements (system, scope, kind, name, user_name, since, granted_by, event_id, log_index)
+			_, err = exec(`INSERT INTO entitlements (system, scope, kind, name, user_name, since, granted_by, event_id, log_index)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 				h.System, h.Scope, string(h.Kind), h.Name, h.User, unixNano(h.Since), h.GrantedBy, h.EventID, h.LogIndex)
 		case entitlements.Revoke:
-			_, err = tx.Exec(`DELETE FROM entitlements WHERE system = ? AND scope = ? AND kind = ? AND name = ? AND user_name = ?`,
+			_, err = exec(`DELETE FROM entitlements WHERE system = ? AND scope = ? AND kind = ? AND name = ? AND user_name = ?`,
 				h.System, h.Scope, string(h.Kind), h.Name, h.User)
 		case entitlements.RevokeUser:
-			_, err = tx.Exec(`DELETE FROM entitlements WHERE system = ? AND scope = ? AND user_name = ?`, h.System, h.Scope, h.User)
+			_, err = exec(`DELETE FROM entitlements WHERE system = ? AND scope = ? AND user_name = ?`, h.System, h.Scope, h.User)
 		case entitlements.RevokeName:
-			_, err = tx.Exec(`DELETE FROM entitlements WHERE system = ? AND scope = ? AND kind = ? AND name = ?`, h.System, h.Scope, string(h.Kind), h.Name)
+			_, err = exec(`DELETE FROM entitlements WHERE system = ? AND scope = ? AND kind = ? AND name = ?`, h.System, h.Scope, string(h.Kind), h.Name)
 		}
 		if err != nil {
 			return fmt.Errorf("entitlements: %w", err)

@@ -91,6 +91,7 @@ type Engine struct {
 	need      fieldTree
 	byAction  map[string][]*Rule
 	anyAction []*Rule
+	guards    map[*Rule]ruleGuards
 	evalCtx   *hcl.EvalContext
 	sink      Sink
 	stateDB   StateStore
@@ -156,7 +157,9 @@ func New(ctx context.Context, cfg *Config, parent *hcl.EvalContext, opts Options
 			e.need.addTraversals(s.Same...)
 		}
 	}
+	e.guards = map[*Rule]ruleGuards{}
 	for _, r := range cfg.Rules {
+		e.guards[r] = newRuleGuards(r)
 		if r.actions == nil {
 			e.anyAction = append(e.anyAction, r)
 			continue
