@@ -39,7 +39,7 @@ func TestStatusReports(t *testing.T) {
 		body, _ := io.ReadAll(r.Body)
 		rep, err := status.Verify(body, k.Public(), "aud-1", time.Now())
 		if err != nil {
-			http.Error(w, err.Error(), 403)
+			http.Error(w, err.Error(), http.StatusForbidden)
 			return
 		}
 		mu.Lock()
@@ -47,7 +47,7 @@ func TestStatusReports(t *testing.T) {
 		got = append(got, rep)
 		if fail { // the first report is lost on the way back
 			fail = false
-			http.Error(w, "try again", 503)
+			http.Error(w, "try again", http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, `{"accepted":true}`)

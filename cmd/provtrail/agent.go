@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/provtrail/provtrail/agent"
+	pcollectors "github.com/provtrail/provtrail/collectors"
 	"github.com/provtrail/provtrail/collectors/all"
 	"github.com/provtrail/provtrail/internal/hclconfig"
 )
@@ -21,8 +22,9 @@ import (
 // runAgent runs the host agent until SIGTERM/SIGINT (ctx), reloading the
 // collector blocks of its config on SIGHUP.
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("agent", "agent --config FILE", stdout, stderr)
+	fs := newFlagSet("agent", "agent --config FILE [--check]", stdout, stderr)
 	var path, logLevel, logFormat string
+	var check bool
 	var drain time.Duration
 	var cpuProfile, memLimit string
 	fs.StringVar(&path, "config", "/etc/provtrail/agent.hcl", "agent configuration file")
@@ -30,6 +32,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&drain, "drain-timeout", agent.DefaultDrainTimeout, "how long a shutdown may take to seal and deliver what is pending")
 	fs.StringVar(&memLimit, "memory-limit", "24MiB", "soft limit for the Go heap, so the agent stays small on busy hosts (GOMEMLIMIT, when set, wins; 0 = none)")
+	fs.BoolVar(&check, "check", false, "print what the agent would collect and whether it can read each source, load its key and reach central; then exit (0: all good, 1: a problem)")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file (performance analysis)")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
@@ -84,6 +87,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "provtrail agent: %v\n", err)
 		return exitUsage
 	}
+	if check {
+		return printCheck(ctx, cfg, reg, log, stdout)
+	}
 	svc := newDaemonService(log)
 	ready := func(string) { svc.Ready(fmt.Sprintf("running %d collectors", len(cfg.Collectors))) }
 	a, err := agent.New(cfg, agent.Options{Registry: reg, Logger: log, DrainTimeout: drain, Version: version, Ready: ready})
@@ -131,4 +137,19 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitFailure
 	}
 	return exitOK
+}
+
+// printCheck runs agent.Check and prints one line per finding.
+func printCheck(ctx context.Context, cfg *agent.Config, reg *pcollectors.Registry, log *slog.Logger, stdout io.Writer) int {
+	results := agent.Check(ctx, cfg, reg, agent.Options{Registry: reg, Logger: log})
+	code := exitOK
+	for _, r := range results {
+		mark := "ok  "
+		if !r.OK {
+			mark = "FAIL"
+			code = exitFailure
+		}
+		fmt.Fprintf(stdout, "%s %s: %s\n", mark, r.What, r.Detail)
+	}
+	return code
 }
