@@ -16,12 +16,11 @@ import (
 // fields whose name says they hold a secret.
 
 var (
-	reCrypt          = regexp.MustCompile(`\$(?:1|2a|2b|2x|2y|5|6|7|y|gy|sha1|md5|argon2id|argon2i|pbkdf2-sha256|pbkdf2-sha512)\$[A-Za-z0-9./+=$,-]{4,}`)
-	reLDAP           = regexp.MustCompile(`(?i)\{(?:SSHA|SSHA256|SSHA384|SSHA512|SHA|SHA256|SHA384|SHA512|MD5|SMD5|CRYPT|PBKDF2[A-Z0-9_-]*|ARGON2|CLEARTEXT|BCRYPT)\}[A-Za-z0-9+/=$.,:_-]*`)
-	reKV             = regexp.MustCompile(`(?i)((?:^|[^A-Za-z0-9])(?:password|passwd|passphrase|pwd|userpassword|unicodepwd|secret|client_secret|token|access_token|refresh_token|api_?key|access_?key|secret_?key|private_?key)(?:"\s*:\s*|\s*=\s*|\s*::?\s+))("[^"]*"|'[^']*'|[^\s,;&"']+)`)
-	reBearer         = regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}`)
-	rePEM            = regexp.MustCompile(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)`)
-	reNotSecretField = regexp.MustCompile(`(?i)(time|date|last|age|expir|changed|min|max|warn|inactiv|status|type|policy|count|length|algorithm|scheme|must|never|required)`)
+	reCrypt  = regexp.MustCompile(`\$(?:1|2a|2b|2x|2y|5|6|7|y|gy|sha1|md5|argon2id|argon2i|pbkdf2-sha256|pbkdf2-sha512)\$[A-Za-z0-9./+=$,-]{4,}`)
+	reLDAP   = regexp.MustCompile(`(?i)\{(?:SSHA|SSHA256|SSHA384|SSHA512|SHA|SHA256|SHA384|SHA512|MD5|SMD5|CRYPT|PBKDF2[A-Z0-9_-]*|ARGON2|CLEARTEXT|BCRYPT)\}[A-Za-z0-9+/=$.,:_-]*`)
+	reKV     = regexp.MustCompile(`(?i)((?:^|[^A-Za-z0-9])(?:password|passwd|passphrase|pwd|userpassword|unicodepwd|secret|client_secret|token|access_token|refresh_token|api_?key|access_?key|secret_?key|private_?key)(?:"\s*:\s*|\s*=\s*|\s*::?\s+))("[^"]*"|'[^']*'|[^\s,;&"']+)`)
+	reBearer = regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}`)
+	rePEM    = regexp.MustCompile(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)`)
 )
 
 // RedactString replaces every secret-looking value in s with
@@ -54,7 +53,7 @@ func RedactString(s string) (string, int) {
 			return m[:strings.IndexAny(m, " \t")+1] + event.Redacted
 		})
 	}
-	if !ascii || strings.IndexAny(s, "=:") >= 0 && containsFold(s, kvKeywords) {
+	if !ascii || strings.ContainsAny(s, "=:") && containsFold(s, kvKeywords) {
 		s = reKV.ReplaceAllStringFunc(s, func(m string) string {
 			sub := reKV.FindStringSubmatch(m)
 			if sub[2] == event.Redacted || strings.Trim(sub[2], `"'`) == event.Redacted {
