@@ -236,7 +236,8 @@ func applyEntitlements(tx *sql.Tx, changes []entChange) error {
 }
 
 // EntitlementQuery selects current holdings. Empty fields match all;
-// Group matches the group or privilege name.
+// Group matches the group or privilege name (and "group:"+Group, the
+// privilege collectors name a privileged group membership).
 type EntitlementQuery struct {
 	Group, User, System string
 }
@@ -246,7 +247,12 @@ type EntitlementQuery struct {
 func (s *SQLite) Entitlements(ctx context.Context, q EntitlementQuery) ([]entitlements.Holding, error) {
 	var where []string
 	var args []any
-	for _, f := range []struct{ col, v string }{{"name", q.Group}, {"user_name", q.User}, {"system", q.System}} {
+	if q.Group != "" {
+		// A privilege granted through a group membership is named
+		// "group:NAME" by collectors; --group NAME finds both.
+		where, args = append(where, "(name = ? OR name = ?)"), append(args, q.Group, "group:"+q.Group)
+	}
+	for _, f := range []struct{ col, v string }{{"user_name", q.User}, {"system", q.System}} {
 		if f.v != "" {
 			where, args = append(where, f.col+" = ?"), append(args, f.v)
 		}

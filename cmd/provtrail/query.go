@@ -19,8 +19,19 @@ import (
 )
 
 // runQuery implements `provtrail query`: events from central's store (with
-// --config) or from a running central (with --url), oldest first.
+// --config) or from a running central (with --url), oldest first; and
+// `provtrail query alerts|entitlements|drift` (query_alerts.go).
 func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "alerts":
+			return runQueryAlerts(ctx, args[1:], stdout, stderr)
+		case "entitlements":
+			return runQueryEntitlements(ctx, args[1:], stdout, stderr, false)
+		case "drift":
+			return runQueryEntitlements(ctx, args[1:], stdout, stderr, true)
+		}
+	}
 	fs := newFlagSet("query", "query (--config central.hcl | --url URL [--ca FILE]) [--actor A] [--user U] [--group G] [--action A] [--system S] [--host H] [--since T] [--until T] [--format table|ndjson] [--limit N]", stdout, stderr)
 	var path, base, caFile, format, since, until string
 	var q central.EventQuery
