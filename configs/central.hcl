@@ -3,6 +3,9 @@ central {
   listen   = "0.0.0.0:7443"
   data_dir = "/var/lib/provtrail-central"
   audience = "provtrail"
+  # An agent is reported silent (builtin.silent_agent) after its
+  # heartbeat_interval plus this margin without a batch or heartbeat.
+  silence_margin = "1m"
 }
 
 tls {
@@ -19,7 +22,8 @@ log_signer {
 }
 
 agent "web-01" {
-  public_key_file = "keys/web-01.pub"
+  public_key_file    = "keys/web-01.pub"
+  heartbeat_interval = "1m" # the agent's own setting (default 1m)
 }
 
 # Alert rules: `when` is an HCL expression over the stored event; see
