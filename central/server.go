@@ -369,35 +369,70 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// evaluate runs the alert rules over newly indexed events.
+// evaluate runs the alert rules over newly indexed events. The engine's
+// saved state carries the id of the last batch evaluated: at start it
+// first evaluates what was indexed after that (batches indexed before a
+// crash, or by the indexer before the hook was set), then follows the
+// indexer. A first start with rules begins at the current index, so
+// existing history does not fire.
 func (s *Server) evaluate() {
 	defer close(s.evalDone)
 	ctx := context.Background()
-	for bs := range s.evalCh {
-		var evs []alerts.Indexed
-		for _, b := range bs {
-			for _, se := range b.Events {
-				// Decode only the events some rule may match.
-				if !s.engine.Wants(&alerts.Fields{Action: se.Action, Outcome: se.Outcome, Actor: se.Actor,
-					User: se.User, Group: se.Group, Host: se.Host, System: se.System}) {
-					continue
-				}
-				e, err := DecodeEvent(se)
-				if err != nil {
-					continue // unparsed lines were counted at ingest
-				}
-				evs = append(evs, alerts.Indexed{Event: &e, LogIndex: int64(b.LogIndex)})
-			}
-		}
-		if len(evs) > 0 {
-			if err := s.engine.Evaluate(ctx, evs); err != nil {
-				s.logger.Warn("evaluate alert rules", "err", err)
-			}
-		}
-		if len(bs) > 0 {
-			s.evaluated.Store(bs[len(bs)-1].BatchID)
+	mark, ok := s.engine.Through()
+	through, err := s.store.IndexedThrough(ctx)
+	if err != nil {
+		s.logger.Error("alert rules: read index watermark", "err", err)
+	}
+	if !ok {
+		mark = through
+		if err := s.engine.EvaluateThrough(ctx, nil, mark); err != nil {
+			s.logger.Warn("alert rules: save watermark", "err", err)
 		}
 	}
+	for mark < through {
+		bs, err := s.store.IndexedBatchesAfter(ctx, mark, through, 64)
+		if err != nil || len(bs) == 0 {
+			s.logger.Error("alert rules: catch up after restart", "after_batch", mark, "err", err)
+			break
+		}
+		s.evaluateBatches(ctx, bs)
+		mark = bs[len(bs)-1].BatchID
+	}
+	s.evaluated.Store(mark)
+	for bs := range s.evalCh {
+		// Skip what the catch-up already evaluated.
+		for len(bs) > 0 && bs[0].BatchID <= mark {
+			bs = bs[1:]
+		}
+		if len(bs) == 0 {
+			continue
+		}
+		s.evaluateBatches(ctx, bs)
+		mark = bs[len(bs)-1].BatchID
+	}
+}
+
+func (s *Server) evaluateBatches(ctx context.Context, bs []IndexedBatch) {
+	var evs []alerts.Indexed
+	for _, b := range bs {
+		for _, se := range b.Events {
+			// Decode only the events some rule may match.
+			if !s.engine.Wants(&alerts.Fields{Action: se.Action, Outcome: se.Outcome, Actor: se.Actor,
+				User: se.User, Group: se.Group, Host: se.Host, System: se.System}) {
+				continue
+			}
+			e, err := DecodeEvent(se)
+			if err != nil {
+				continue // unparsed lines were counted at ingest
+			}
+			evs = append(evs, alerts.Indexed{Event: &e, LogIndex: int64(b.LogIndex)})
+		}
+	}
+	last := bs[len(bs)-1].BatchID
+	if err := s.engine.EvaluateThrough(ctx, evs, last); err != nil {
+		s.logger.Warn("evaluate alert rules", "err", err)
+	}
+	s.evaluated.Store(last)
 }
 
 // watchGaps raises an alert for each chain gap that stays open longer

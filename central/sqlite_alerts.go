@@ -354,3 +354,34 @@ func (s *SQLite) SaveStatus(ctx context.Context, agentID string, created, receiv
 	}
 	return prev, err
 }
+
+// IndexedBatchesAfter returns up to limit indexed batches with ids in
+// (after, through], in order, with their events parsed from the stored
+// bodies (for the alert rules to catch up after a restart).
+func (s *SQLite) IndexedBatchesAfter(ctx context.Context, after, through int64, limit int) ([]IndexedBatch, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, log_index FROM batches WHERE id > ? AND id <= ? ORDER BY id LIMIT ?`, after, through, limit)
+	if err != nil {
+		return nil, fmt.Errorf("indexed batches: %w", err)
+	}
+	var out []IndexedBatch
+	for rows.Next() {
+		var b IndexedBatch
+		var li int64
+		if err := rows.Scan(&b.BatchID, &li); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("indexed batches: %w", err)
+		}
+		b.LogIndex = uint64(li)
+		out = append(out, b)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("indexed batches: %w", err)
+	}
+	for i := range out {
+		if out[i].Events, err = s.parseStoredBatch(ctx, out[i].BatchID); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

@@ -108,6 +108,9 @@ type engineState struct {
 	// Windows holds, per rule and key, the matching events still inside the
 	// threshold window, or the pending first events of a sequence.
 	Windows map[string]map[string][]EventRef `json:"windows"`
+	// Through is the caller's watermark (central: the last batch id whose
+	// events were evaluated), saved with the windows it produced.
+	Through *int64 `json:"through,omitempty"`
 }
 
 type engineMetrics struct {
@@ -208,8 +211,31 @@ func (e *Engine) Close() {
 // Evaluate runs every rule over events, in order, raising alerts as they
 // fire. Call it after the events are stored.
 func (e *Engine) Evaluate(ctx context.Context, events []Indexed) error {
+	return e.evaluate(ctx, events, nil)
+}
+
+// EvaluateThrough is Evaluate that also records the caller's watermark
+// through (for example the last batch the events came from) in the saved
+// state, in the same write as the windows the events changed, so that
+// after a crash the caller resumes exactly after what was evaluated.
+func (e *Engine) EvaluateThrough(ctx context.Context, events []Indexed, through int64) error {
+	return e.evaluate(ctx, events, &through)
+}
+
+// Through returns the watermark saved by EvaluateThrough, and false when
+// none was ever saved.
+func (e *Engine) Through() (int64, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.state.Through == nil {
+		return 0, false
+	}
+	return *e.state.Through, true
+}
+
+func (e *Engine) evaluate(ctx context.Context, events []Indexed, through *int64) error {
 	var fired []Alert
-	changed := false
+	changed := through != nil
 	e.mu.Lock()
 	for _, ix := range events {
 		ev := ix.Event
@@ -233,6 +259,9 @@ func (e *Engine) Evaluate(ctx context.Context, events []Indexed) error {
 				}
 			}
 		}
+	}
+	if through != nil {
+		e.state.Through = through
 	}
 	var snapshot []byte
 	if changed && e.stateDB != nil {
