@@ -243,12 +243,20 @@ func (e *Engine) evaluate(ctx context.Context, events []Indexed, through *int64)
 		if len(candidates) == 0 && len(e.anyAction) == 0 {
 			continue
 		}
-		evalCtx := withEvent(e.evalCtx, ev, e.need)
+		// The HCL view of the event is built only if a rule needs it.
+		var evalCtx *hcl.EvalContext
+		ectx := func() *hcl.EvalContext {
+			if evalCtx == nil {
+				evalCtx = withEvent(e.evalCtx, ev, e.need)
+			}
+			return evalCtx
+		}
+		fx := exactFields(ev)
 		ref := EventRef{ID: ev.ID, LogIndex: ix.LogIndex, Time: ev.Time}
 		for _, rules := range [][]*Rule{candidates, e.anyAction} {
 			for _, r := range rules {
 				e.metrics.evaluated.WithLabelValues(r.Name).Inc()
-				a, ch, err := e.evalRule(r, evalCtx, ref)
+				a, ch, err := e.evalRule(r, ectx, &fx, ref)
 				if err != nil {
 					e.log.Warn("alert rule failed to evaluate", "rule", r.Name, "event", ev.ID, "err", err)
 					continue
@@ -287,15 +295,16 @@ func (e *Engine) evaluate(ctx context.Context, events []Indexed, through *int64)
 
 // evalRule returns the alert r fires for the event, if any, and whether
 // the engine's state changed. Callers hold e.mu.
-func (e *Engine) evalRule(r *Rule, ctx *hcl.EvalContext, ref EventRef) (*Alert, bool, error) {
+func (e *Engine) evalRule(r *Rule, ctx func() *hcl.EvalContext, fx *Fields, ref EventRef) (*Alert, bool, error) {
 	if s := r.Sequence; s != nil {
-		return e.evalSequence(r, ctx, ref)
+		return e.evalSequence(r, ctx, fx, ref)
 	}
-	ok, err := evalBool(r.When, ctx)
+	g := e.guards[r]
+	ok, err := e.cond(r.When, g.when, g.whenExact, ctx, fx)
 	if err != nil || !ok {
 		return nil, false, err
 	}
-	key, err := evalKey(r.GroupBy, ctx)
+	key, err := evalKeyLazy(r.GroupBy, ctx)
 	if err != nil {
 		return nil, false, err
 	}
@@ -316,16 +325,43 @@ func (e *Engine) evalRule(r *Rule, ctx *hcl.EvalContext, ref EventRef) (*Alert, 
 	return nil, true, nil
 }
 
-func (e *Engine) evalSequence(r *Rule, ctx *hcl.EvalContext, ref EventRef) (*Alert, bool, error) {
+// cond evaluates a condition: by its guards when they are exact (the
+// caller has matched the rule's actions), else as HCL.
+func (e *Engine) cond(expr hcl.Expression, gs []guard, exact bool, ctx func() *hcl.EvalContext, fx *Fields) (bool, error) {
+	if exact {
+		return passes(gs, fx), nil
+	}
+	return evalBool(expr, ctx())
+}
+
+func evalKeyLazy(exprs []hcl.Expression, ctx func() *hcl.EvalContext) (string, error) {
+	if len(exprs) == 0 {
+		return "", nil
+	}
+	return evalKey(exprs, ctx())
+}
+
+func (e *Engine) evalSequence(r *Rule, ctx func() *hcl.EvalContext, fx *Fields, ref EventRef) (*Alert, bool, error) {
 	s := r.Sequence
-	key, err := evalKey(s.Same, ctx)
+	g := e.guards[r]
+	// An event that is neither a first nor a then changes nothing.
+	first, err := e.seqCond(s.First, g.first, g.firstExact, s.firstActs, ctx, fx)
+	if err != nil {
+		return nil, false, err
+	}
+	then, err := e.seqCond(s.Then, g.then, g.thenExact, s.thenActs, ctx, fx)
+	if err != nil {
+		return nil, false, err
+	}
+	if !first && !then {
+		return nil, false, nil
+	}
+	key, err := evalKeyLazy(s.Same, ctx)
 	if err != nil {
 		return nil, false, err
 	}
 	win := e.window(r.Name)
-	if ok, err := evalBool(s.Then, ctx); err != nil {
-		return nil, false, err
-	} else if ok {
+	if then {
 		pending := win[key]
 		cutoff := ref.Time.Add(-s.Within)
 		for i, first := range pending {
@@ -341,13 +377,21 @@ func (e *Engine) evalSequence(r *Rule, ctx *hcl.EvalContext, ref EventRef) (*Ale
 			return e.newAlert(r, key, []EventRef{first, ref}, fmt.Sprintf("%s: followed within %s for %s", r.Name, s.Within, key)), true, nil
 		}
 	}
-	if ok, err := evalBool(s.First, ctx); err != nil {
-		return nil, false, err
-	} else if ok {
+	if first {
 		win[key] = append(win[key], ref)
 		return nil, true, nil
 	}
 	return nil, false, nil
+}
+
+// seqCond evaluates a sequence's first or then condition; acts are the
+// actions it can match (nil: any), which the rule's candidates do not
+// narrow to this condition alone.
+func (e *Engine) seqCond(expr hcl.Expression, gs []guard, exact bool, acts map[string]bool, ctx func() *hcl.EvalContext, fx *Fields) (bool, error) {
+	if exact {
+		return (acts == nil || acts[fx.Action]) && passes(gs, fx), nil
+	}
+	return evalBool(expr, ctx())
 }
 
 func (e *Engine) window(rule string) map[string][]EventRef {

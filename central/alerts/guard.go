@@ -3,6 +3,8 @@ package alerts
 import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/provtrail/provtrail/event"
 )
 
 // Fields are the indexed fields of a stored event, which central has
@@ -60,16 +62,76 @@ func passes(gs []guard, f *Fields) bool {
 }
 
 // ruleGuards are a rule's guards: for a sequence, one set for first and
-// one for then (either may let an event through).
+// one for then (either may let an event through). A condition that is
+// exact is nothing but a conjunction of literal tests on the action and
+// the guard fields: for an event of one of the rule's actions its guards
+// decide it, without evaluating HCL.
 type ruleGuards struct {
-	when, first, then []guard
+	when, first, then                []guard
+	whenExact, firstExact, thenExact bool
 }
 
 func newRuleGuards(r *Rule) ruleGuards {
 	if s := r.Sequence; s != nil {
-		return ruleGuards{first: guardsOf(s.First), then: guardsOf(s.Then)}
+		return ruleGuards{first: guardsOf(s.First), then: guardsOf(s.Then),
+			firstExact: isExact(s.First) && guardsCover(s.First), thenExact: isExact(s.Then) && guardsCover(s.Then)}
 	}
-	return ruleGuards{when: guardsOf(r.When)}
+	return ruleGuards{when: guardsOf(r.When), whenExact: isExact(r.When) && guardsCover(r.When)}
+}
+
+// guardsCover reports whether every guard-field test in expr became a
+// guard (guardsOf drops tests against an empty literal).
+func guardsCover(expr hcl.Expression) bool {
+	for _, gf := range guardFields {
+		if v := possibleValues(expr, gf.path); v != nil && v[""] {
+			return false
+		}
+	}
+	return true
+}
+
+// isExact reports whether expr is a conjunction of tests of the action or
+// a guard field against literals (== or contains over a literal list).
+func isExact(expr hcl.Expression) bool {
+	switch e := expr.(type) {
+	case *hclsyntax.ParenthesesExpr:
+		return isExact(e.Expression)
+	case *hclsyntax.BinaryOpExpr:
+		switch e.Op {
+		case hclsyntax.OpLogicalAnd:
+			return isExact(e.LHS) && isExact(e.RHS)
+		case hclsyntax.OpEqual:
+			return (isExactRef(e.LHS) && literalStrings(e.RHS) != nil) || (isExactRef(e.RHS) && literalStrings(e.LHS) != nil)
+		}
+	case *hclsyntax.FunctionCallExpr:
+		return e.Name == "contains" && len(e.Args) == 2 && isExactRef(e.Args[1]) && literalStrings(e.Args[0]) != nil
+	}
+	return false
+}
+
+func isExactRef(expr hclsyntax.Expression) bool {
+	if isActionRef(expr) {
+		return true
+	}
+	for _, gf := range guardFields {
+		if isFieldRef(expr, gf.path) {
+			return true
+		}
+	}
+	return false
+}
+
+// exactFields are the guard fields of a decoded event with the HCL
+// event's meaning (names only, no id fallback).
+func exactFields(ev *event.Event) Fields {
+	f := Fields{Action: string(ev.Action), Outcome: string(ev.Outcome), Actor: ev.Actor.Name, Host: ev.Origin.Host, System: ev.Origin.System}
+	if u := ev.Target.User; u != nil {
+		f.User = u.Name
+	}
+	if g := ev.Target.Group; g != nil {
+		f.Group = g.Name
+	}
+	return f
 }
 
 func (g ruleGuards) wants(r *Rule, f *Fields) bool {

@@ -103,3 +103,82 @@ alert "seq" {
 		t.Errorf("fired %v, want [fail]", r)
 	}
 }
+
+// TestExactGuardsAgreeWithHCL: for conditions the engine decides by their
+// guards, the guards give what HCL gives, on events that vary every tested
+// field (set, other value, absent).
+func TestExactGuardsAgreeWithHCL(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "rules.hcl")
+	writeFileT(t, path, `
+alert "a" {
+  when = event.action == "user.create" && event.actor.name == "svc"
+}
+alert "b" {
+  when = contains(["user.delete", "user.lock"], event.action) && (event.outcome == "failure") && contains(["db1", "db2"], event.origin.host)
+}
+alert "c" {
+  when = event.target.user.name == "tmp" && event.target.group.name == "wheel" && event.origin.system == "linux"
+}
+alert "d" {
+  when = event.actor.name == "x" || event.action == "user.create"
+}
+`)
+	cfg, ctx := loadRules(t, path)
+	e, err := New(context.Background(), cfg, ctx, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	exact := map[string]bool{}
+	for _, r := range cfg.Rules {
+		exact[r.Name] = e.guards[r].whenExact
+	}
+	if !exact["a"] || !exact["b"] || !exact["c"] || exact["d"] {
+		t.Fatalf("exactness %v", exact)
+	}
+	actions := []event.Action{event.UserCreate, event.UserDelete, event.UserLock}
+	n := 0
+	for _, action := range actions {
+		for _, actor := range []string{"svc", "other", ""} {
+			for _, outcome := range []event.Outcome{event.OutcomeFailure, event.OutcomeSuccess} {
+				for _, host := range []string{"db1", "web", ""} {
+					for _, user := range []string{"tmp", "bob", ""} {
+						for _, grp := range []string{"wheel", ""} {
+							ix := ev(n, action, 0, func(x *event.Event) {
+								x.Actor = event.Actor{Name: actor, ID: "svc"}
+								x.Outcome = outcome
+								x.Origin.Host, x.Origin.System = host, "linux"
+								x.Target.User = nil
+								if user != "" {
+									x.Target.User = &event.User{Name: user}
+								} else {
+									x.Target.User = &event.User{ID: "tmp"}
+								}
+								if grp != "" {
+									x.Target.Group = &event.Group{Name: grp}
+								}
+							})
+							n++
+							fx := exactFields(ix.Event)
+							hctx := withEvent(e.evalCtx, ix.Event, e.need)
+							for _, r := range cfg.Rules {
+								g := e.guards[r]
+								if !g.whenExact || (r.actions != nil && !r.actions[string(action)]) {
+									continue
+								}
+								want, err := evalBool(r.When, hctx)
+								if err != nil {
+									want = false
+								}
+								if got := passes(g.when, &fx); got != want {
+									t.Errorf("rule %s on %+v: guards %v, HCL %v", r.Name, fx, got, want)
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
