@@ -214,11 +214,6 @@ func (tc *testCentral) getJSON(t testing.TB, path string, v any) int {
 	return resp.StatusCode
 }
 
-// testEvents returns an NDJSON body of n valid events and their time range.
-func testEvents(prefix string, n int) ([]byte, signer.Meta) {
-	return testEventsAt(prefix, n, time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
-}
-
 func testEventsAt(prefix string, n int, t0 time.Time) ([]byte, signer.Meta) {
 	var buf bytes.Buffer
 	for i := range n {
