@@ -461,6 +461,9 @@ func (s *Server) watchGaps(ctx context.Context) {
 				continue
 			}
 			alerted[key] = st.StatusSince
+			if seen, err := s.store.HasAlertSince(ctx, "gap", st.AgentID, st.StreamID, st.StatusSince); err != nil || seen {
+				continue // raised before a restart
+			}
 			msg := fmt.Sprintf("agent %s stream %s: %s since %s (possible truncation)", st.AgentID, st.StreamID, st.StatusDetail, st.StatusSince.Format(time.RFC3339))
 			if err := s.store.AddEvidence(ctx, Evidence{}, Alert{Kind: "gap", Severity: "high", AgentID: st.AgentID, StreamID: st.StreamID, Message: msg}); err == nil {
 				s.metrics.alert("gap")

@@ -385,3 +385,16 @@ func (s *SQLite) IndexedBatchesAfter(ctx context.Context, after, through int64, 
 	}
 	return out, nil
 }
+
+// HasAlertSince reports whether an alert of kind for the agent's stream
+// was recorded at or after since (so that a restart does not raise an
+// alert about the same condition again).
+func (s *SQLite) HasAlertSince(ctx context.Context, kind, agentID, streamID string, since time.Time) (bool, error) {
+	var one int
+	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM alerts WHERE kind = ? AND agent_id = ? AND stream_id = ? AND time >= ? LIMIT 1`,
+		kind, agentID, streamID, unixNano(since)).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
