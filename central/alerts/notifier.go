@@ -320,6 +320,10 @@ type dispatcher struct {
 	queue  chan Alert
 	cancel context.CancelFunc
 	done   chan struct{}
+	// mu guards closing queue: another dispatcher's loop may enqueue a
+	// notifier-failing alert here while the engine is stopping this one.
+	mu     sync.Mutex
+	closed bool
 	// failing is set after a notification was given up, and cleared by the
 	// next success, so a broken notifier raises one alert, not one per alert.
 	failing bool
@@ -333,6 +337,12 @@ func startDispatcher(name string, n notifier, retry RetryPolicy, e *Engine) *dis
 }
 
 func (d *dispatcher) enqueue(a Alert) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		d.engine.log.Warn("notifier stopped; alert stored but not sent", "notifier", d.name, "alert_id", a.ID)
+		return
+	}
 	select {
 	case d.queue <- a:
 	default:
@@ -343,7 +353,10 @@ func (d *dispatcher) enqueue(a Alert) {
 }
 
 func (d *dispatcher) stop() {
+	d.mu.Lock()
+	d.closed = true
 	close(d.queue)
+	d.mu.Unlock()
 	select {
 	case <-d.done:
 	case <-time.After(5 * time.Second):
