@@ -24,6 +24,24 @@ type filePos struct {
 	Skip []string `json:"skip,omitempty"`
 }
 
+// AppendPositionJSON appends fp as encoding/json would (tail.Encode's fast
+// path).
+func (fp filePos) AppendPositionJSON(dst []byte) []byte {
+	dst = append(dst, '{')
+	dst = fp.FilePos.AppendJSONFields(dst)
+	if len(fp.Skip) > 0 {
+		dst = append(dst, `,"skip":[`...)
+		for i, id := range fp.Skip {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = tail.AppendJSONString(dst, id)
+		}
+		dst = append(dst, ']')
+	}
+	return append(dst, '}')
+}
+
 // recordPositions gives each event of one flush its resume point: the
 // first line of the next event, or resume after the last; events already
 // emitted that still have lines after that point are listed in Skip.

@@ -2,6 +2,7 @@ package authlog
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -409,5 +410,21 @@ func TestPositionShapeKept(t *testing.T) {
 	}
 	if got := string(tail.Encode([]filePos{a, m["/var/log/secure"]})); got != old {
 		t.Errorf("re-encoded\n%s\nwant\n%s", got, old)
+	}
+}
+
+func TestPositionFastEncodingMatchesJSON(t *testing.T) {
+	for _, fp := range []filePos{
+		{FilePos: tail.FilePos{Path: "/var/log/auth.log", Device: 2049, Inode: 9978609, Fingerprint: "9f86d0", FingerprintLen: 1024, Offset: 81234, ContextOffset: 80990}, Skip: []string{"4b1f", "a\"b"}},
+		{FilePos: tail.FilePos{Path: "/var/log/secure"}},
+	} {
+		fast := tail.Encode([]filePos{fp})
+		slow, err := json.Marshal(tail.Position[filePos]{Version: tail.PositionVersion, Files: []filePos{fp}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(fast) != string(slow) {
+			t.Errorf("fast encoding\n%s\nencoding/json\n%s", fast, slow)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package tail
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/provtrail/provtrail/collectors"
 )
@@ -56,8 +57,87 @@ type FilePos struct {
 // Entry.
 func (p FilePos) File() FilePos { return p }
 
+// AppendJSONFields appends p's members as encoding/json spells them,
+// without the braces: the fast path of Encode (a collector encodes a
+// Position for every record it emits), and the start of an extended
+// Entry's AppendPositionJSON.
+func (p FilePos) AppendJSONFields(dst []byte) []byte {
+	dst = append(dst, `"path":`...)
+	dst = AppendJSONString(dst, p.Path)
+	if p.Device != 0 {
+		dst = append(dst, `,"device":`...)
+		dst = strconv.AppendUint(dst, p.Device, 10)
+	}
+	if p.Inode != 0 {
+		dst = append(dst, `,"inode":`...)
+		dst = strconv.AppendUint(dst, p.Inode, 10)
+	}
+	if p.Fingerprint != "" {
+		dst = append(dst, `,"fingerprint":`...)
+		dst = AppendJSONString(dst, p.Fingerprint)
+	}
+	if p.FingerprintLen != 0 {
+		dst = append(dst, `,"fingerprint_len":`...)
+		dst = strconv.AppendInt(dst, int64(p.FingerprintLen), 10)
+	}
+	dst = append(dst, `,"offset":`...)
+	dst = strconv.AppendInt(dst, p.Offset, 10)
+	dst = append(dst, `,"context_offset":`...)
+	return strconv.AppendInt(dst, p.ContextOffset, 10)
+}
+
+// AppendJSONString appends s as a JSON string. Plain printable ASCII (what
+// paths, hex fingerprints and event ids are) is copied; anything else is
+// left to encoding/json, so the result always decodes back to s.
+func AppendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s) // a string always marshals
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
+// jsonAppender is an Entry that encodes itself as encoding/json would.
+// The method is deliberately not FilePos's: a struct embedding FilePos
+// would inherit it and lose its own members.
+type jsonAppender interface {
+	AppendPositionJSON(dst []byte) []byte
+}
+
 // Encode returns the Position holding files.
 func Encode[E Entry](files []E) collectors.Position {
+	b := make([]byte, 0, 32+256*len(files))
+	b = append(b, `{"v":`...)
+	b = strconv.AppendInt(b, PositionVersion, 10)
+	b = append(b, `,"files":[`...)
+	for i := range files {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		// A pointer, so that the type switch does not copy the entry to
+		// the heap.
+		switch e := any(&files[i]).(type) {
+		case *FilePos:
+			b = append(b, '{')
+			b = e.AppendJSONFields(b)
+			b = append(b, '}')
+		case jsonAppender:
+			b = e.AppendPositionJSON(b)
+		default:
+			return encodeReflect(files)
+		}
+	}
+	return append(b, "]}"...)
+}
+
+func encodeReflect[E Entry](files []E) collectors.Position {
+	if files == nil {
+		files = []E{}
+	}
 	b, err := json.Marshal(Position[E]{Version: PositionVersion, Files: files})
 	if err != nil {
 		panic(fmt.Sprintf("tail: marshal position: %v", err)) // plain structs cannot fail
