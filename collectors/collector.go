@@ -30,6 +30,8 @@ type Record struct {
 // cannot accept more (the spool is full): that is backpressure, and a
 // collector must not read ahead of it. It returns an error only when ctx is
 // done or the agent is shutting down, and the collector must then return.
+// Emit must not keep recs after it returns (it may keep the records it
+// copied out of it): a collector may reuse the slice for its next call.
 type Emitter interface {
 	Emit(ctx context.Context, recs ...Record) error
 }

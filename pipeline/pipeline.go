@@ -271,10 +271,11 @@ func (p *Pipeline) emit(ctx context.Context, key string, in prometheus.Counter, 
 	// collector's parsing and the encoding run in parallel. The events are
 	// copied here: Redact rewrites them in place.
 	items := make([]item, len(recs))
+	evs := make([]event.Event, len(recs))
 	for i := range recs {
-		ev := recs[i].Event
-		ev.Changes = slices.Clone(ev.Changes)
-		items[i] = item{key: key, ev: &ev, pos: recs[i].Position, corr: correlated}
+		evs[i] = recs[i].Event
+		evs[i].Changes = slices.Clone(evs[i].Changes)
+		items[i] = item{key: key, ev: &evs[i], pos: recs[i].Position, corr: correlated}
 	}
 	in.Add(float64(len(recs)))
 	select {

@@ -611,12 +611,17 @@ func groupChange(g, by string, c event.Change, f *fragment) {
 // kvs is a parsed "k=v, k=v" list in its original order.
 type kvs []string
 
+// commaFields splits b at ", " into its k=v pairs (parts without "=" are
+// dropped). The values share one string converted from b.
 func commaFields(b []byte) kvs {
-	var out kvs
-	for _, p := range strings.Split(string(b), ", ") {
-		if k, v, ok := strings.Cut(p, "="); ok {
+	out := make(kvs, 0, 16)
+	rest := string(b)
+	for rest != "" {
+		part, next, _ := strings.Cut(rest, ", ")
+		if k, v, ok := strings.Cut(part, "="); ok {
 			out = append(out, k, v)
 		}
+		rest = next
 	}
 	return out
 }

@@ -73,7 +73,9 @@ type lineParser struct {
 	lineKnown bool
 	sink      batchFunc
 
-	pend     []*pending
+	pend []*pending
+	// spare holds flushed pendings for reuse: most lines make one.
+	spare    []*pending
 	procHost string
 	procTool tool
 	procPID  string
@@ -166,7 +168,7 @@ func (p *lineParser) change(h *header, tl tool, f *fragment, t time.Time, line [
 			return nil
 		}
 	}
-	q := &pending{key: f.key, first: off, last: off}
+	q := p.newPending(f.key, off)
 	att := p.resolveActor(host, tl, pid, t, f)
 	q.ev = p.build(host, tl, pid, t, f, att, off)
 	if att.raw != "" {
@@ -279,6 +281,21 @@ next:
 	}
 }
 
+// newPending returns a cleared pending for a new event, reusing a flushed
+// one. Nothing emitted shares memory with it: flush copies the event and
+// joins the raw lines into a new string.
+func (p *lineParser) newPending(key string, off int64) *pending {
+	n := len(p.spare)
+	if n == 0 {
+		return &pending{key: key, first: off, last: off}
+	}
+	q := p.spare[n-1]
+	p.spare[n-1] = nil
+	p.spare = p.spare[:n-1]
+	*q = pending{key: key, first: off, last: off, raws: q.raws[:0]}
+	return q
+}
+
 // flush hands every pending event to the sink; resume is where reading
 // continues with nothing pending.
 func (p *lineParser) flush(resume int64) error {
@@ -299,6 +316,7 @@ func (p *lineParser) flush(resume int64) error {
 		}
 		out = append(out, parsed{ev: ev, first: q.first, last: q.last})
 	}
+	p.spare = append(p.spare, p.pend...)
 	clear(p.pend)
 	p.pend = p.pend[:0]
 	p.batch = out[:0]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/provtrail/provtrail/collectors"
@@ -57,6 +58,8 @@ type follower struct {
 	truncated bool
 	// safe is this file's part of every Position emitted.
 	safe filePos
+	// recs is emit's buffer.
+	recs []collectors.Record
 	// savedSkip is the saved position's skip list, for the file it names.
 	savedSkip []string
 }
@@ -143,7 +146,9 @@ func (fl *follower) open(o tail.Opening) {
 func (fl *follower) emit(ctx context.Context, out collectors.Emitter, evs []parsed, resume int64) error {
 	base := filePos{FilePos: fl.file.Pos(resume)}
 	fps := recordPositions(evs, resume, base, fl.parser.contextStart)
-	recs := make([]collectors.Record, len(evs))
+	// Emitters do not keep the slice (see collectors.Emitter): reuse it.
+	recs := slices.Grow(fl.recs[:0], len(evs))[:len(evs)]
+	defer func() { clear(recs); fl.recs = recs[:0] }()
 	for i := range evs {
 		if fl.truncated {
 			fps[i].Offset, fps[i].ContextOffset, fps[i].Skip = 0, 0, nil
