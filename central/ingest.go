@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/provtrail/provtrail/central/alerts"
+	"github.com/provtrail/provtrail/central/entitlements"
 	"github.com/provtrail/provtrail/event"
 	"github.com/provtrail/provtrail/signer"
 )
@@ -483,33 +484,6 @@ func (in *Ingester) keepEvidence(ctx context.Context, kind string, b *signer.Bat
 	in.notify(ctx, rule, "critical", h.AgentID, h.StreamID, h.Seq, msg)
 }
 
-// indexFields is the part of an event the store indexes.
-type indexFields struct {
-	ID      string    `json:"id"`
-	Time    time.Time `json:"time"`
-	Action  string    `json:"action"`
-	Outcome string    `json:"outcome"`
-	Actor   struct {
-		Name string `json:"name"`
-		ID   string `json:"id"`
-	} `json:"actor"`
-	Target struct {
-		User *struct {
-			Name string `json:"name"`
-			ID   string `json:"id"`
-		} `json:"user"`
-		Group *struct {
-			Name string `json:"name"`
-			ID   string `json:"id"`
-		} `json:"group"`
-		Privileges []string `json:"privileges"`
-	} `json:"target"`
-	Origin struct {
-		System string `json:"system"`
-		Host   string `json:"host"`
-	} `json:"origin"`
-}
-
 // parseEvents splits a verified NDJSON body into stored events. A line
 // that is not an event is still stored (the batch is signed and must stay
 // whole) under a synthetic id, and counted as a problem.
@@ -539,26 +513,32 @@ func parseEvents(body []byte, header signer.Digest, m *Metrics) ([]StoredEvent, 
 	return out, last
 }
 
-// eventFields extracts the indexed fields of one event line; EventID is
-// empty when the line is not a usable event.
+// eventFields extracts the indexed fields of one event line, and its
+// entitlement changes (without log index); EventID is empty when the line
+// is not a usable event.
 func eventFields(line []byte) StoredEvent {
-	se := StoredEvent{JSON: line}
-	var f indexFields
-	if err := json.Unmarshal(line, &f); err != nil || f.ID == "" || len(f.ID) > 128 {
+	se := StoredEvent{JSON: line, parsed: true}
+	p, ok := decodeEventLine(line)
+	if !ok || p.ID == "" || len(p.ID) > 128 {
 		return se
 	}
-	se.EventID = f.ID
-	se.Time = f.Time.UTC()
-	se.Action, se.Outcome = f.Action, f.Outcome
-	se.Actor = firstNonEmpty(f.Actor.Name, f.Actor.ID)
-	if u := f.Target.User; u != nil {
+	se.EventID = p.ID
+	se.Time = p.Time.UTC()
+	se.Action, se.Outcome = p.Action, p.Outcome
+	se.Actor = firstNonEmpty(p.ActorName, p.ActorID)
+	if u := p.User; u != nil {
 		se.User = firstNonEmpty(u.Name, u.ID)
 	}
-	if g := f.Target.Group; g != nil {
+	if g := p.Group; g != nil {
 		se.Group = firstNonEmpty(g.Name, g.ID)
 	}
-	se.Privileges = strings.Join(f.Target.Privileges, "\n")
-	se.System, se.Host = f.Origin.System, f.Origin.Host
+	se.Privileges = strings.Join(p.Privileges, "\n")
+	se.System, se.Host = p.System, p.Host
+	// An event whose entitlement fields do not decode changes no
+	// entitlement (as one that is not an event).
+	if entitlementActions[se.Action] && p.extrasOK {
+		se.ents = entitlements.Changes(p.event(), 0)
+	}
 	return se
 }
 

@@ -158,8 +158,10 @@ type entChange struct {
 	c       entitlements.Change
 }
 
-// entitlementChanges computes, outside the index transaction, what the
-// batches' events do to the entitlement table.
+// entitlementChanges collects what the batches' events do to the
+// entitlement table: the changes parsed with each event (on the ingest
+// path, or from the stored body after a restart), with the batch's log
+// index.
 func entitlementChanges(todo []indexBatch) []entChange {
 	var out []entChange
 	for _, b := range todo {
@@ -167,11 +169,12 @@ func entitlementChanges(todo []indexBatch) []entChange {
 			if !entitlementActions[se.Action] || se.EventID == "" {
 				continue
 			}
-			var ev event.Event
-			if err := json.Unmarshal(se.JSON, &ev); err != nil {
-				continue
+			ents := se.ents
+			if !se.parsed {
+				ents = eventFields(se.JSON).ents
 			}
-			for i, c := range entitlements.Changes(&ev, int64(b.logIndex)) {
+			for i, c := range ents {
+				c.Holding.LogIndex = int64(b.logIndex)
 				out = append(out, entChange{time: unixNano(se.Time), eventID: se.EventID, n: i, c: c})
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/provtrail/provtrail/central/entitlements"
 	"github.com/provtrail/provtrail/signer"
 )
 
@@ -163,6 +164,12 @@ type StoredEvent struct {
 	// JSON is the event exactly as it appears in the batch body. The
 	// store keeps only the body; reads fill JSON from it.
 	JSON []byte
+
+	// ents are the event's entitlement changes (their LogIndex unset),
+	// derived when the event line was parsed (parsed); the indexer
+	// derives them from JSON for events that were not.
+	ents   []entitlements.Change
+	parsed bool
 }
 
 // EventQuery selects events. Empty fields match everything.
