@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zclconf/go-cty/cty"
 
@@ -83,15 +84,24 @@ type Options struct {
 	Now func() time.Time
 	// Retry is the notifier retry policy; zero means DefaultRetry.
 	Retry RetryPolicy
+	// SaveInterval is how often changed rule state is written to State;
+	// zero means DefaultSaveInterval. State is also written when an
+	// evaluation raised an alert, and by Close.
+	SaveInterval time.Duration
 }
+
+// DefaultSaveInterval bounds how much evaluation a crash undoes: the
+// saved watermark (EvaluateThrough) is at most this old, and central
+// evaluates what came after it again at the next start.
+const DefaultSaveInterval = time.Second
 
 // Engine evaluates rules and delivers alerts. It is safe for concurrent use.
 type Engine struct {
 	rules     []*Rule
+	comp      []*compiled
 	need      fieldTree
-	byAction  map[string][]*Rule
-	anyAction []*Rule
-	guards    map[*Rule]ruleGuards
+	byAction  map[string][]*compiled
+	anyAction []*compiled
 	evalCtx   *hcl.EvalContext
 	sink      Sink
 	stateDB   StateStore
@@ -99,18 +109,54 @@ type Engine struct {
 	now       func() time.Time
 	notifiers map[string]*dispatcher
 	metrics   engineMetrics
+	saveEvery time.Duration
+	closeOnce sync.Once
+	stopFlush chan struct{}
+	flushDone chan struct{}
 
-	mu    sync.Mutex // guards state
-	state engineState
+	// saveMu serialises state writes, so that a later snapshot is never
+	// overwritten by an earlier one; it is taken before mu.
+	saveMu sync.Mutex
+	mu     sync.Mutex // guards everything below and compiled windows
+	// through is the caller's watermark (central: the last batch id whose
+	// events were evaluated), saved with the windows it produced.
+	through  *int64
+	dirty    bool
+	lastSave time.Time
+	keyBuf   []byte
+	// slow evaluates every rule for every event, conditions and keys as
+	// HCL: the reference the fast paths are tested against.
+	slow bool
 }
 
+// compiled is a rule prepared for evaluation.
+type compiled struct {
+	r *Rule
+	g ruleGuards
+	// key reads the group_by (or sequence same) values from the event's
+	// fields when each is a reference to the action or a guard field;
+	// keyHCL means evaluating them as HCL instead. keyNames: a key field
+	// is a name, which the index may hold as an id.
+	key      []func(*Fields) string
+	keyHCL   bool
+	keyNames bool
+	within   time.Duration
+	// win holds, per key, the matching events still inside the threshold
+	// window, or the pending first events of a sequence. newest is the
+	// newest event time win has seen. Guarded by Engine.mu.
+	win    map[string]*refList
+	newest time.Time
+	// n counts evaluations not yet added to evaluated.
+	n         int
+	evaluated prometheus.Counter
+}
+
+type refList struct{ refs []EventRef }
+
+// engineState is the saved form of the rule state.
 type engineState struct {
-	// Windows holds, per rule and key, the matching events still inside the
-	// threshold window, or the pending first events of a sequence.
 	Windows map[string]map[string][]EventRef `json:"windows"`
-	// Through is the caller's watermark (central: the last batch id whose
-	// events were evaluated), saved with the windows it produced.
-	Through *int64 `json:"through,omitempty"`
+	Through *int64                           `json:"through,omitempty"`
 }
 
 type engineMetrics struct {
@@ -123,20 +169,24 @@ type engineMetrics struct {
 func New(ctx context.Context, cfg *Config, parent *hcl.EvalContext, opts Options) (*Engine, error) {
 	e := &Engine{
 		rules:     cfg.Rules,
-		byAction:  map[string][]*Rule{},
+		byAction:  map[string][]*compiled{},
 		evalCtx:   ruleContext(parent, cfg.Vars),
 		sink:      opts.Sink,
 		stateDB:   opts.State,
 		log:       opts.Logger,
 		now:       opts.Now,
 		notifiers: map[string]*dispatcher{},
-		state:     engineState{Windows: map[string]map[string][]EventRef{}},
+		saveEvery: opts.SaveInterval,
+		lastSave:  time.Now(),
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
 	if e.now == nil {
 		e.now = time.Now
+	}
+	if e.saveEvery <= 0 {
+		e.saveEvery = DefaultSaveInterval
 	}
 	e.metrics = engineMetrics{
 		evaluated:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provtrail_central_alert_rule_evaluations_total", Help: "Rule evaluations, by rule."}, []string{"rule"}),
@@ -160,16 +210,33 @@ func New(ctx context.Context, cfg *Config, parent *hcl.EvalContext, opts Options
 			e.need.addTraversals(s.Same...)
 		}
 	}
-	e.guards = map[*Rule]ruleGuards{}
+	cc := consts(e.evalCtx)
 	for _, r := range cfg.Rules {
-		e.guards[r] = newRuleGuards(r)
+		c := &compiled{r: r, g: newRuleGuards(r, cc), win: map[string]*refList{},
+			evaluated: e.metrics.evaluated.WithLabelValues(r.Name)}
+		switch {
+		case r.Threshold != nil:
+			c.within = r.Threshold.Within
+			c.key, c.keyNames, c.keyHCL = fieldKey(r.GroupBy)
+		case r.Sequence != nil:
+			c.within = r.Sequence.Within
+			c.key, c.keyNames, c.keyHCL = fieldKey(r.Sequence.Same)
+		default:
+			c.key, c.keyNames, c.keyHCL = fieldKey(r.GroupBy)
+		}
+		e.comp = append(e.comp, c)
 		if r.actions == nil {
-			e.anyAction = append(e.anyAction, r)
+			e.anyAction = append(e.anyAction, c)
 			continue
 		}
 		for a := range r.actions {
-			e.byAction[a] = append(e.byAction[a], r)
+			e.byAction[a] = append(e.byAction[a], c)
 		}
+	}
+	// Each action's list holds the rules for any action too, in
+	// configuration order (the order alerts for one event are raised in).
+	for a, cs := range e.byAction {
+		e.byAction[a] = inOrder(e.comp, cs, e.anyAction)
 	}
 	if e.stateDB != nil {
 		b, err := e.stateDB.LoadAlertState(ctx)
@@ -177,11 +244,24 @@ func New(ctx context.Context, cfg *Config, parent *hcl.EvalContext, opts Options
 			return nil, fmt.Errorf("load alert state: %w", err)
 		}
 		if len(b) > 0 {
-			if err := json.Unmarshal(b, &e.state); err != nil {
+			var st engineState
+			if err := json.Unmarshal(b, &st); err != nil {
 				return nil, fmt.Errorf("decode alert state: %w", err)
 			}
-			if e.state.Windows == nil {
-				e.state.Windows = map[string]map[string][]EventRef{}
+			e.through = st.Through
+			// Windows of rules no longer configured are dropped.
+			for _, c := range e.comp {
+				for k, refs := range st.Windows[c.r.Name] {
+					if len(refs) == 0 {
+						continue
+					}
+					c.win[k] = &refList{refs: refs}
+					for _, ref := range refs {
+						if ref.Time.After(c.newest) {
+							c.newest = ref.Time
+						}
+					}
+				}
 			}
 		}
 	}
@@ -197,29 +277,107 @@ func New(ctx context.Context, cfg *Config, parent *hcl.EvalContext, opts Options
 		}
 		e.notifiers[nc.Name] = startDispatcher(nc.Name, n, retry, e)
 	}
+	if e.stateDB != nil {
+		e.stopFlush, e.flushDone = make(chan struct{}), make(chan struct{})
+		go e.flushLoop()
+	}
 	return e, nil
 }
 
-// Close stops the notifier workers after they deliver what is queued, or
-// give up on it.
+// inOrder returns the rules of all that are in a or b, in all's order.
+func inOrder(all, a, b []*compiled) []*compiled {
+	in := map[*compiled]bool{}
+	for _, c := range a {
+		in[c] = true
+	}
+	for _, c := range b {
+		in[c] = true
+	}
+	var out []*compiled
+	for _, c := range all {
+		if in[c] {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// fieldKey returns getters for key expressions that are each a reference
+// to the action or a guard field, and whether one of them is a name; or
+// hcl true when some expression must be evaluated as HCL.
+func fieldKey(exprs []hcl.Expression) (get []func(*Fields) string, names, hcl bool) {
+	for _, x := range exprs {
+		sx, ok := x.(hclsyntax.Expression)
+		if !ok {
+			return nil, false, true
+		}
+		if isActionRef(sx) {
+			get = append(get, func(f *Fields) string { return f.Action })
+			continue
+		}
+		found := false
+		for _, gf := range guardFields {
+			if isFieldRef(sx, gf.path) {
+				get, names, found = append(get, gf.get), names || gf.name, true
+				break
+			}
+		}
+		if !found {
+			return nil, false, true
+		}
+	}
+	return get, names, false
+}
+
+// Close writes changed rule state and stops the notifier workers after
+// they deliver what is queued, or give up on it.
 func (e *Engine) Close() {
-	for _, d := range e.notifiers {
-		d.stop()
+	e.closeOnce.Do(func() {
+		if e.stopFlush != nil {
+			close(e.stopFlush)
+			<-e.flushDone
+			if err := e.save(context.Background()); err != nil {
+				e.log.Error("save alert state", "err", err)
+			}
+		}
+		for _, d := range e.notifiers {
+			d.stop()
+		}
+	})
+}
+
+// flushLoop writes changed state every save interval, so that it is
+// saved even when no more events come.
+func (e *Engine) flushLoop() {
+	defer close(e.flushDone)
+	tick := time.NewTicker(e.saveEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.stopFlush:
+			return
+		case <-tick.C:
+			if err := e.save(context.Background()); err != nil {
+				e.log.Warn("save alert state", "err", err)
+			}
+		}
 	}
 }
 
 // Evaluate runs every rule over events, in order, raising alerts as they
 // fire. Call it after the events are stored.
 func (e *Engine) Evaluate(ctx context.Context, events []Indexed) error {
-	return e.evaluate(ctx, events, nil)
+	return e.evaluate(ctx, len(events), func(i int, in *input) { in.setDecoded(events[i]) }, nil)
 }
 
 // EvaluateThrough is Evaluate that also records the caller's watermark
 // through (for example the last batch the events came from) in the saved
-// state, in the same write as the windows the events changed, so that
-// after a crash the caller resumes exactly after what was evaluated.
+// state, with the windows the events changed, so that after a crash the
+// caller resumes exactly after what the saved windows reflect. State is
+// saved every save interval (Options.SaveInterval), when an alert fired,
+// and by Close.
 func (e *Engine) EvaluateThrough(ctx context.Context, events []Indexed, through int64) error {
-	return e.evaluate(ctx, events, &through)
+	return e.evaluate(ctx, len(events), func(i int, in *input) { in.setDecoded(events[i]) }, &through)
 }
 
 // Through returns the watermark saved by EvaluateThrough, and false when
@@ -227,158 +385,274 @@ func (e *Engine) EvaluateThrough(ctx context.Context, events []Indexed, through 
 func (e *Engine) Through() (int64, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.state.Through == nil {
+	if e.through == nil {
 		return 0, false
 	}
-	return *e.state.Through, true
+	return *e.through, true
 }
 
-func (e *Engine) evaluate(ctx context.Context, events []Indexed, through *int64) error {
-	var fired []Alert
-	changed := through != nil
+type firedAlert struct {
+	a      Alert
+	notify []string
+}
+
+func (e *Engine) evaluate(ctx context.Context, n int, fill func(int, *input), through *int64) error {
+	var fired []firedAlert
 	e.mu.Lock()
-	for _, ix := range events {
-		ev := ix.Event
-		candidates := e.byAction[string(ev.Action)]
-		if len(candidates) == 0 && len(e.anyAction) == 0 {
-			continue
-		}
-		// The HCL view of the event is built only if a rule needs it.
-		var evalCtx *hcl.EvalContext
-		ectx := func() *hcl.EvalContext {
-			if evalCtx == nil {
-				evalCtx = withEvent(e.evalCtx, ev, e.need)
-			}
-			return evalCtx
-		}
-		fx := exactFields(ev)
-		ref := EventRef{ID: ev.ID, LogIndex: ix.LogIndex, Time: ev.Time}
-		for _, rules := range [][]*Rule{candidates, e.anyAction} {
-			for _, r := range rules {
-				e.metrics.evaluated.WithLabelValues(r.Name).Inc()
-				a, ch, err := e.evalRule(r, ectx, &fx, ref)
-				if err != nil {
-					e.log.Warn("alert rule failed to evaluate", "rule", r.Name, "event", ev.ID, "err", err)
-					continue
-				}
-				changed = changed || ch
-				if a != nil {
-					fired = append(fired, *a)
-				}
-			}
+	var in input
+	for i := range n {
+		in = input{}
+		fill(i, &in)
+		e.evalEvent(&in, &fired)
+	}
+	for _, c := range e.comp {
+		if c.n > 0 {
+			c.evaluated.Add(float64(c.n))
+			c.n = 0
 		}
 	}
+	first := false
 	if through != nil {
-		e.state.Through = through
-	}
-	var snapshot []byte
-	if changed && e.stateDB != nil {
-		e.prune()
-		var err error
-		if snapshot, err = json.Marshal(&e.state); err != nil {
-			e.mu.Unlock()
-			return fmt.Errorf("encode alert state: %w", err)
-		}
+		// The first watermark is written at once: until it is, a restart
+		// would start the rules at the end of the index again.
+		first = e.through == nil
+		e.through = through
+		e.dirty = true
 	}
 	e.mu.Unlock()
-	if snapshot != nil {
-		if err := e.stateDB.SaveAlertState(ctx, snapshot); err != nil {
-			return fmt.Errorf("save alert state: %w", err)
-		}
-	}
 	var errs []error
-	for _, a := range fired {
-		errs = append(errs, e.emit(ctx, a, ruleNotify(e.rules, a.Rule)))
+	// Alerts are stored before the state that says their events were
+	// evaluated, so a crash in between raises them again (same ids),
+	// never loses them.
+	for _, f := range fired {
+		errs = append(errs, e.emit(ctx, f.a, f.notify))
+	}
+	if first || len(fired) > 0 || time.Since(e.lastSaveTime()) >= e.saveEvery {
+		errs = append(errs, e.save(ctx))
 	}
 	return errors.Join(errs...)
 }
 
-// evalRule returns the alert r fires for the event, if any, and whether
-// the engine's state changed. Callers hold e.mu.
-func (e *Engine) evalRule(r *Rule, ctx func() *hcl.EvalContext, fx *Fields, ref EventRef) (*Alert, bool, error) {
-	if s := r.Sequence; s != nil {
-		return e.evalSequence(r, ctx, fx, ref)
+func (e *Engine) lastSaveTime() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.lastSave
+}
+
+// save writes the state when it changed since it was last written.
+func (e *Engine) save(ctx context.Context) error {
+	if e.stateDB == nil {
+		// Nothing to write, but windows still must not grow forever.
+		e.mu.Lock()
+		e.prune()
+		e.lastSave = time.Now()
+		e.mu.Unlock()
+		return nil
 	}
-	g := e.guards[r]
-	ok, err := e.cond(r.When, g.when, g.whenExact, ctx, fx)
+	e.saveMu.Lock()
+	defer e.saveMu.Unlock()
+	e.mu.Lock()
+	if !e.dirty {
+		e.mu.Unlock()
+		return nil
+	}
+	e.prune()
+	st := engineState{Windows: map[string]map[string][]EventRef{}, Through: e.through}
+	for _, c := range e.comp {
+		if len(c.win) == 0 {
+			continue
+		}
+		w := make(map[string][]EventRef, len(c.win))
+		for k, l := range c.win {
+			w[k] = l.refs
+		}
+		st.Windows[c.r.Name] = w
+	}
+	b, err := json.Marshal(&st)
+	if err != nil {
+		e.mu.Unlock()
+		return fmt.Errorf("encode alert state: %w", err)
+	}
+	e.dirty, e.lastSave = false, time.Now()
+	e.mu.Unlock()
+	if err := e.stateDB.SaveAlertState(ctx, b); err != nil {
+		e.mu.Lock()
+		e.dirty = true
+		e.mu.Unlock()
+		return fmt.Errorf("save alert state: %w", err)
+	}
+	return nil
+}
+
+// evalEvent runs the rules that may match one event. Callers hold e.mu.
+func (e *Engine) evalEvent(in *input, fired *[]firedAlert) {
+	rules, ok := e.byAction[in.index.Action]
+	if !ok {
+		rules = e.anyAction
+	}
+	if e.slow {
+		rules = e.comp
+	}
+	for _, c := range rules {
+		// The guards are necessary conditions, on the index fields too.
+		if !e.slow && !c.g.wants(c.r, &in.index) {
+			continue
+		}
+		c.n++
+		a, changed, err := e.evalRule(c, in)
+		if err != nil {
+			e.log.Warn("alert rule failed to evaluate", "rule", c.r.Name, "event", in.ref.ID, "err", err)
+			continue
+		}
+		if changed {
+			e.dirty = true
+		}
+		if a != nil {
+			*fired = append(*fired, firedAlert{*a, c.r.Notify})
+		}
+	}
+}
+
+// evalRule returns the alert c fires for the event, if any, and whether
+// the engine's state changed. Callers hold e.mu.
+func (e *Engine) evalRule(c *compiled, in *input) (*Alert, bool, error) {
+	r := c.r
+	if r.Sequence != nil {
+		return e.evalSequence(c, in)
+	}
+	ok, err := e.cond(r.When, c.g.when, c.g.whenExact, in)
 	if err != nil || !ok {
 		return nil, false, err
 	}
-	key, err := evalKeyLazy(r.GroupBy, ctx)
-	if err != nil {
+	if err := e.key(c, r.GroupBy, in); err != nil {
 		return nil, false, err
 	}
+	ref := in.ref
 	if r.Threshold == nil {
+		key := string(e.keyBuf)
 		return e.newAlert(r, key, []EventRef{ref}, fmt.Sprintf("%s: %s", r.Name, key)), false, nil
 	}
-	win := e.window(r.Name)
-	refs := append(win[key], ref)
+	w := c.win[string(e.keyBuf)]
+	if w == nil {
+		w = &refList{}
+		c.win[string(e.keyBuf)] = w
+	}
+	if ref.Time.After(c.newest) {
+		c.newest = ref.Time
+	}
+	w.refs = append(w.refs, ref)
 	cutoff := ref.Time.Add(-r.Threshold.Within)
-	for len(refs) > 0 && refs[0].Time.Before(cutoff) {
-		refs = refs[1:]
+	i := 0
+	for i < len(w.refs) && w.refs[i].Time.Before(cutoff) {
+		i++
 	}
-	if len(refs) >= r.Threshold.Count {
-		delete(win, key)
-		return e.newAlert(r, key, refs, fmt.Sprintf("%s: %d matching events within %s for %s", r.Name, len(refs), r.Threshold.Within, key)), true, nil
+	w.refs = w.refs[i:]
+	if len(w.refs) >= r.Threshold.Count {
+		key := string(e.keyBuf)
+		delete(c.win, key)
+		return e.newAlert(r, key, w.refs, fmt.Sprintf("%s: %d matching events within %s for %s", r.Name, len(w.refs), r.Threshold.Within, key)), true, nil
 	}
-	win[key] = refs
 	return nil, true, nil
 }
 
 // cond evaluates a condition: by its guards when they are exact (the
 // caller has matched the rule's actions), else as HCL.
-func (e *Engine) cond(expr hcl.Expression, gs []guard, exact bool, ctx func() *hcl.EvalContext, fx *Fields) (bool, error) {
-	if exact {
-		return passes(gs, fx), nil
+func (e *Engine) cond(expr hcl.Expression, gs []guard, exact bool, in *input) (bool, error) {
+	if !exact || e.slow {
+		ctx, err := e.hclContext(in)
+		if err != nil {
+			return false, err
+		}
+		return evalBool(expr, ctx)
 	}
-	return evalBool(expr, ctx())
+	if !testsNames(gs) {
+		// Outside names the index fields are the event's.
+		return passes(gs, &in.index), nil
+	}
+	f, err := e.names(in)
+	if err != nil {
+		return false, err
+	}
+	return passes(gs, f), nil
 }
 
-func evalKeyLazy(exprs []hcl.Expression, ctx func() *hcl.EvalContext) (string, error) {
+// key leaves the key of exprs for the event in e.keyBuf.
+func (e *Engine) key(c *compiled, exprs []hcl.Expression, in *input) error {
+	e.keyBuf = e.keyBuf[:0]
 	if len(exprs) == 0 {
-		return "", nil
+		return nil
 	}
-	return evalKey(exprs, ctx())
-}
-
-func (e *Engine) evalSequence(r *Rule, ctx func() *hcl.EvalContext, fx *Fields, ref EventRef) (*Alert, bool, error) {
-	s := r.Sequence
-	g := e.guards[r]
-	// An event that is neither a first nor a then changes nothing.
-	first, err := e.seqCond(s.First, g.first, g.firstExact, s.firstActs, ctx, fx)
-	if err != nil {
-		return nil, false, err
+	if c.keyHCL || e.slow {
+		ctx, err := e.hclContext(in)
+		if err != nil {
+			return err
+		}
+		k, err := evalKey(exprs, ctx)
+		e.keyBuf = append(e.keyBuf, k...)
+		return err
 	}
-	then, err := e.seqCond(s.Then, g.then, g.thenExact, s.thenActs, ctx, fx)
-	if err != nil {
-		return nil, false, err
-	}
-	if !first && !then {
-		return nil, false, nil
-	}
-	key, err := evalKeyLazy(s.Same, ctx)
-	if err != nil {
-		return nil, false, err
-	}
-	win := e.window(r.Name)
-	if then {
-		pending := win[key]
-		cutoff := ref.Time.Add(-s.Within)
-		for i, first := range pending {
-			if first.Time.Before(cutoff) || first.ID == ref.ID || first.Time.After(ref.Time) {
-				continue
-			}
-			rest := append(append([]EventRef(nil), pending[:i]...), pending[i+1:]...)
-			if len(rest) == 0 {
-				delete(win, key)
-			} else {
-				win[key] = rest
-			}
-			return e.newAlert(r, key, []EventRef{first, ref}, fmt.Sprintf("%s: followed within %s for %s", r.Name, s.Within, key)), true, nil
+	f := &in.index
+	if c.keyNames {
+		var err error
+		if f, err = e.names(in); err != nil {
+			return err
 		}
 	}
-	if first {
-		win[key] = append(win[key], ref)
+	for i, get := range c.key {
+		if i > 0 {
+			e.keyBuf = append(e.keyBuf, '|')
+		}
+		e.keyBuf = append(e.keyBuf, get(f)...)
+	}
+	return nil
+}
+
+func (e *Engine) evalSequence(c *compiled, in *input) (*Alert, bool, error) {
+	r := c.r
+	s := r.Sequence
+	// An event that is neither a first nor a then changes nothing; the
+	// guards of each tell most events apart without evaluating it.
+	isFirst, err := e.seqCond(s.First, c.g.first, c.g.firstExact, s.firstActs, in)
+	if err != nil {
+		return nil, false, err
+	}
+	isThen, err := e.seqCond(s.Then, c.g.then, c.g.thenExact, s.thenActs, in)
+	if err != nil {
+		return nil, false, err
+	}
+	if !isFirst && !isThen {
+		return nil, false, nil
+	}
+	if err := e.key(c, s.Same, in); err != nil {
+		return nil, false, err
+	}
+	ref := in.ref
+	if ref.Time.After(c.newest) {
+		c.newest = ref.Time
+	}
+	if isThen {
+		if w := c.win[string(e.keyBuf)]; w != nil {
+			cutoff := ref.Time.Add(-s.Within)
+			for i, first := range w.refs {
+				if first.Time.Before(cutoff) || first.ID == ref.ID || first.Time.After(ref.Time) {
+					continue
+				}
+				key := string(e.keyBuf)
+				w.refs = append(w.refs[:i], w.refs[i+1:]...)
+				if len(w.refs) == 0 {
+					delete(c.win, key)
+				}
+				return e.newAlert(r, key, []EventRef{first, ref}, fmt.Sprintf("%s: followed within %s for %s", r.Name, s.Within, key)), true, nil
+			}
+		}
+	}
+	if isFirst {
+		w := c.win[string(e.keyBuf)]
+		if w == nil {
+			w = &refList{}
+			c.win[string(e.keyBuf)] = w
+		}
+		w.refs = append(w.refs, ref)
 		return nil, true, nil
 	}
 	return nil, false, nil
@@ -387,53 +661,38 @@ func (e *Engine) evalSequence(r *Rule, ctx func() *hcl.EvalContext, fx *Fields, 
 // seqCond evaluates a sequence's first or then condition; acts are the
 // actions it can match (nil: any), which the rule's candidates do not
 // narrow to this condition alone.
-func (e *Engine) seqCond(expr hcl.Expression, gs []guard, exact bool, acts map[string]bool, ctx func() *hcl.EvalContext, fx *Fields) (bool, error) {
-	if exact {
-		return (acts == nil || acts[fx.Action]) && passes(gs, fx), nil
+func (e *Engine) seqCond(expr hcl.Expression, gs []guard, exact bool, acts map[string]bool, in *input) (bool, error) {
+	if !e.slow && ((acts != nil && !acts[in.index.Action]) || !passes(gs, &in.index)) {
+		return false, nil
 	}
-	return evalBool(expr, ctx())
-}
-
-func (e *Engine) window(rule string) map[string][]EventRef {
-	w := e.state.Windows[rule]
-	if w == nil {
-		w = map[string][]EventRef{}
-		e.state.Windows[rule] = w
-	}
-	return w
+	return e.cond(expr, gs, exact, in)
 }
 
 // prune drops window entries older than their rule's window, measured from
-// the newest event the rule has seen, so state stays bounded.
+// the newest event the rule has seen, so state stays bounded. Callers hold
+// e.mu.
 func (e *Engine) prune() {
-	for _, r := range e.rules {
-		var within time.Duration
-		switch {
-		case r.Threshold != nil:
-			within = r.Threshold.Within
-		case r.Sequence != nil:
-			within = r.Sequence.Within
-		default:
+	for _, c := range e.comp {
+		if c.within == 0 {
 			continue
 		}
-		win := e.state.Windows[r.Name]
-		var newest time.Time
-		for _, refs := range win {
-			for _, ref := range refs {
-				if ref.Time.After(newest) {
-					newest = ref.Time
+		cutoff := c.newest.Add(-c.within)
+		for k, w := range c.win {
+			if !w.refs[0].Time.Before(cutoff) {
+				// Windows are appended to in time order: nothing to drop.
+				continue
+			}
+			kept := w.refs[:0]
+			for _, ref := range w.refs {
+				if !ref.Time.Before(cutoff) {
+					kept = append(kept, ref)
 				}
 			}
-		}
-		for k, refs := range win {
-			if len(refs) > 0 && refs[len(refs)-1].Time.Before(newest.Add(-within)) {
-				delete(win, k)
+			if len(kept) == 0 {
+				delete(c.win, k)
+				continue
 			}
-		}
-	}
-	for name := range e.state.Windows {
-		if ruleByName(e.rules, name) == nil {
-			delete(e.state.Windows, name)
+			w.refs = kept
 		}
 	}
 }
@@ -473,7 +732,9 @@ func (e *Engine) Raise(ctx context.Context, a Alert) error {
 
 func (e *Engine) emit(ctx context.Context, a Alert, notify []string) error {
 	e.metrics.fired.WithLabelValues(a.Rule).Inc()
-	e.log.Warn("alert", "rule", a.Rule, "severity", a.Severity, "summary", a.Summary, "alert_id", a.ID)
+	if e.log.Enabled(ctx, slog.LevelWarn) {
+		e.log.Warn("alert", "rule", a.Rule, "severity", a.Severity, "summary", a.Summary, "alert_id", a.ID)
+	}
 	if e.sink != nil {
 		if err := e.sink.SaveAlert(ctx, a); err != nil {
 			return fmt.Errorf("store alert %s: %w", a.ID, err)
@@ -521,20 +782,4 @@ func evalKey(exprs []hcl.Expression, ctx *hcl.EvalContext) (string, error) {
 		}
 	}
 	return strings.Join(parts, "|"), nil
-}
-
-func ruleByName(rules []*Rule, name string) *Rule {
-	for _, r := range rules {
-		if r.Name == name {
-			return r
-		}
-	}
-	return nil
-}
-
-func ruleNotify(rules []*Rule, name string) []string {
-	if r := ruleByName(rules, name); r != nil {
-		return r.Notify
-	}
-	return nil
 }

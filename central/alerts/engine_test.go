@@ -351,7 +351,7 @@ func TestPossibleActions(t *testing.T) {
 		}
 		attrs, _ := f.Body.JustAttributes()
 		got := "*"
-		if acts := possibleActions(attrs["when"].Expr); acts != nil {
+		if acts := possibleActions(attrs["when"].Expr, nil); acts != nil {
 			var names []string
 			for a := range acts {
 				names = append(names, a)

@@ -56,7 +56,8 @@ alert "seq" {
 		{Fields{Action: "user.delete", Host: "db2"}, true},
 		{Fields{Action: "user.delete", Host: "web1"}, false},
 		{Fields{Action: "user.delete", Host: "web1", User: "tmp"}, true}, // seq then
-		{Fields{Action: "group.member.add", Actor: "bob"}, true},         // var: not a literal, no guard
+		{Fields{Action: "group.member.add", Actor: "bob"}, false},        // var.admins is fixed: a guard
+		{Fields{Action: "group.member.add", Actor: "alice"}, true},
 		{Fields{Action: "user.modify"}, false},
 	} {
 		if got := e.Wants(&tc.f); got != tc.want {
@@ -131,8 +132,8 @@ alert "d" {
 	}
 	defer e.Close()
 	exact := map[string]bool{}
-	for _, r := range cfg.Rules {
-		exact[r.Name] = e.guards[r].whenExact
+	for _, c := range e.comp {
+		exact[c.r.Name] = c.g.whenExact
 	}
 	if !exact["a"] || !exact["b"] || !exact["c"] || exact["d"] {
 		t.Fatalf("exactness %v", exact)
@@ -162,8 +163,8 @@ alert "d" {
 							n++
 							fx := exactFields(ix.Event)
 							hctx := withEvent(e.evalCtx, ix.Event, e.need)
-							for _, r := range cfg.Rules {
-								g := e.guards[r]
+							for _, c := range e.comp {
+								r, g := c.r, c.g
 								if !g.whenExact || (r.actions != nil && !r.actions[string(action)]) {
 									continue
 								}

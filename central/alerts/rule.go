@@ -172,7 +172,7 @@ func decodeRule(b *hcl.Block, ctx *hcl.EvalContext) (*Rule, hcl.Diagnostics) {
 	if hasWhen {
 		r.When = ab.When
 		diags = append(diags, checkExpr(ab.When, ctx)...)
-		r.actions = possibleActions(ab.When)
+		r.actions = possibleActions(ab.When, consts(ctx))
 	}
 	if !isNull(ab.GroupBy) {
 		exprs, d := listExprs(ab.GroupBy)
@@ -197,7 +197,7 @@ func decodeRule(b *hcl.Block, ctx *hcl.EvalContext) (*Rule, hcl.Diagnostics) {
 			diags = append(diags, hclconfig.Error(b.DefRange, "Invalid sequence", "sequence needs a positive within."))
 		}
 		seq := &Sequence{First: s.First, Then: s.Then, Within: within,
-			firstActs: possibleActions(s.First), thenActs: possibleActions(s.Then)}
+			firstActs: possibleActions(s.First, consts(ctx)), thenActs: possibleActions(s.Then, consts(ctx))}
 		diags = append(diags, checkExpr(s.First, ctx)...)
 		diags = append(diags, checkExpr(s.Then, ctx)...)
 		if !isNull(s.Same) {
@@ -254,86 +254,83 @@ func isNull(expr hcl.Expression) bool {
 
 // possibleActions returns every action value expr can be true for, or nil
 // when that cannot be known statically. It understands conjunctions and
-// disjunctions of `event.action == "x"` and `contains([...], event.action)`.
-func possibleActions(expr hcl.Expression) map[string]bool {
-	switch e := expr.(type) {
-	case *hclsyntax.ParenthesesExpr:
-		return possibleActions(e.Expression)
-	case *hclsyntax.BinaryOpExpr:
-		switch e.Op {
-		case hclsyntax.OpLogicalAnd:
-			l, r := possibleActions(e.LHS), possibleActions(e.RHS)
-			switch {
-			case l == nil:
-				return r
-			case r == nil:
-				return l
-			}
-			out := map[string]bool{}
-			for a := range l {
-				if r[a] {
-					out[a] = true
-				}
-			}
-			return out
-		case hclsyntax.OpLogicalOr:
-			l, r := possibleActions(e.LHS), possibleActions(e.RHS)
-			if l == nil || r == nil {
-				return nil
-			}
-			for a := range r {
-				l[a] = true
-			}
-			return l
-		case hclsyntax.OpEqual:
-			if isActionRef(e.LHS) {
-				return literalStrings(e.RHS)
-			}
-			if isActionRef(e.RHS) {
-				return literalStrings(e.LHS)
-			}
-		}
-	case *hclsyntax.FunctionCallExpr:
-		if e.Name == "contains" && len(e.Args) == 2 && isActionRef(e.Args[1]) {
-			return literalStrings(e.Args[0])
-		}
-	}
-	return nil
+// disjunctions of `event.action == "x"` and `contains([...], event.action)`,
+// where the literals may be var.NAME (fixed for a configuration; cc holds
+// them).
+func possibleActions(expr hcl.Expression, cc *hcl.EvalContext) map[string]bool {
+	return possibleValues(expr, actionPath, cc)
 }
 
 func isActionRef(expr hclsyntax.Expression) bool {
-	st, ok := expr.(*hclsyntax.ScopeTraversalExpr)
-	if !ok || len(st.Traversal) != 2 || st.Traversal.RootName() != "event" {
-		return false
-	}
-	a, ok := st.Traversal[1].(hcl.TraverseAttr)
-	return ok && a.Name == "action"
+	return isFieldRef(expr, actionPath)
 }
 
-// literalStrings returns the string constants expr evaluates to without
-// any variables (a literal or a tuple of literals), or nil.
-func literalStrings(expr hclsyntax.Expression) map[string]bool {
-	if len(expr.Variables()) > 0 {
+// consts is the part of a rule context that is constant for a
+// configuration: var, without functions.
+func consts(ctx *hcl.EvalContext) *hcl.EvalContext {
+	cc := &hcl.EvalContext{Variables: map[string]cty.Value{"var": cty.EmptyObjectVal}}
+	if ctx != nil {
+		if v, ok := ctx.Variables["var"]; ok {
+			cc.Variables["var"] = v
+		}
+	}
+	return cc
+}
+
+// literalString returns the string expr is without looking at the event
+// (a literal, or a var.NAME string), as a one-element set, or nil.
+func literalString(expr hclsyntax.Expression, cc *hcl.EvalContext) map[string]bool {
+	v, ok := constValue(expr, cc)
+	if !ok || v.Type() != cty.String {
 		return nil
 	}
-	v, diags := expr.Value(nil)
-	if diags.HasErrors() || !v.IsWhollyKnown() || v.IsNull() {
+	return map[string]bool{v.AsString(): true}
+}
+
+// literalList returns the strings of a list, tuple or set expr is without
+// looking at the event (literals or var.NAME), or nil; contains() over it
+// is a set membership test.
+func literalList(expr hclsyntax.Expression, cc *hcl.EvalContext) map[string]bool {
+	v, ok := constValue(expr, cc)
+	if !ok {
+		return nil
+	}
+	t := v.Type()
+	if !t.IsListType() && !t.IsTupleType() && !t.IsSetType() {
 		return nil
 	}
 	out := map[string]bool{}
-	switch {
-	case v.Type() == cty.String:
-		out[v.AsString()] = true
-	case v.CanIterateElements():
-		for it := v.ElementIterator(); it.Next(); {
-			_, ev := it.Element()
-			if ev.IsNull() || ev.Type() != cty.String {
-				return nil
-			}
-			out[ev.AsString()] = true
+	for it := v.ElementIterator(); it.Next(); {
+		_, ev := it.Element()
+		if ev.IsNull() || !ev.IsKnown() || ev.Type() != cty.String || ev.IsMarked() {
+			return nil
 		}
-	default:
-		return nil
+		out[ev.AsString()] = true
 	}
 	return out
+}
+
+// constValue evaluates expr when it refers to nothing but var and calls no
+// function.
+func constValue(expr hclsyntax.Expression, cc *hcl.EvalContext) (cty.Value, bool) {
+	for _, tr := range expr.Variables() {
+		if tr.RootName() != "var" || cc == nil {
+			return cty.NilVal, false
+		}
+	}
+	callsFunc := false
+	hclsyntax.VisitAll(expr, func(n hclsyntax.Node) hcl.Diagnostics {
+		if _, ok := n.(*hclsyntax.FunctionCallExpr); ok {
+			callsFunc = true
+		}
+		return nil
+	})
+	if callsFunc {
+		return cty.NilVal, false
+	}
+	v, diags := expr.Value(cc)
+	if diags.HasErrors() || !v.IsWhollyKnown() || v.IsNull() || v.IsMarked() {
+		return cty.NilVal, false
+	}
+	return v, true
 }

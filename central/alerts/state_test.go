@@ -1,0 +1,119 @@
+package alerts
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/provtrail/provtrail/event"
+)
+
+// countingState is a FileState that counts writes.
+type countingState struct {
+	FileState
+	mu     sync.Mutex
+	writes int
+}
+
+func (c *countingState) SaveAlertState(ctx context.Context, b []byte) error {
+	c.mu.Lock()
+	c.writes++
+	c.mu.Unlock()
+	return c.FileState.SaveAlertState(ctx, b)
+}
+
+func (c *countingState) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writes
+}
+
+// TestStateWrittenPerIntervalNotPerEvent: windows that change without an
+// alert are written at the save interval (or by Close), the first
+// watermark and an alert at once; a new engine resumes from what was
+// written, whether the old one was closed or not.
+func TestStateWrittenPerIntervalNotPerEvent(t *testing.T) {
+	t.Setenv("ONCALL_WEBHOOK", "http://127.0.0.1:1/unused")
+	t.Setenv("SIEM_ADDRESS", "127.0.0.1:1")
+	cfg, ctx := loadRules(t, "testdata/rules.hcl")
+	cfg.Notifiers = nil
+	st := &countingState{FileState: FileState{Path: filepath.Join(t.TempDir(), "state.json")}}
+	open := func(every time.Duration) *Engine {
+		e, err := New(context.Background(), cfg, ctx, Options{Sink: &memSink{}, State: st, SaveInterval: every})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	bg := context.Background()
+	eng := open(time.Hour)
+	grant := func(n int, at time.Duration) []Indexed { return []Indexed{ev(n, event.PrivilegeGrant, at, nil)} }
+	if err := eng.EvaluateThrough(bg, grant(1, 0), 1); err != nil {
+		t.Fatal(err)
+	}
+	if n := st.count(); n != 1 {
+		t.Fatalf("%d writes after the first watermark, want 1", n)
+	}
+	for i := 2; i <= 4; i++ {
+		if err := eng.EvaluateThrough(bg, grant(i, time.Duration(i)*time.Second), int64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := st.count(); n != 1 {
+		t.Fatalf("%d writes after windows changed within the interval, want 1", n)
+	}
+	eng.Close()
+	if n := st.count(); n != 2 {
+		t.Fatalf("%d writes after Close, want 2", n)
+	}
+	// Restarted: four grants are in the window; the fifth fires and is
+	// written at once.
+	eng = open(time.Hour)
+	if th, ok := eng.Through(); !ok || th != 4 {
+		t.Fatalf("watermark %d, %v after restart", th, ok)
+	}
+	sink := eng.sink.(*memSink)
+	if err := eng.EvaluateThrough(bg, grant(5, 5*time.Second), 5); err != nil {
+		t.Fatal(err)
+	}
+	if r := sink.rules(); len(r) != 1 || r[0] != "grant_burst" {
+		t.Fatalf("fired %v", r)
+	}
+	if n := st.count(); n != 3 {
+		t.Fatalf("%d writes after an alert, want 3", n)
+	}
+	// Not closed (a crash), with a short interval: the flusher writes the
+	// window and watermark without more events.
+	fast := open(20 * time.Millisecond)
+	if err := fast.EvaluateThrough(bg, grant(6, 6*time.Second), 6); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		loaded, err := New(bg, cfg, ctx, Options{State: st.FileState})
+		if err != nil {
+			t.Fatal(err)
+		}
+		th, _ := loaded.Through()
+		loaded.mu.Lock()
+		n := 0
+		for _, c := range loaded.comp {
+			for _, w := range c.win {
+				n += len(w.refs)
+			}
+		}
+		loaded.mu.Unlock()
+		loaded.Close()
+		if th == 6 && n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("state after the interval: watermark %d, %d window entries", th, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fast.Close()
+	eng.Close()
+}
