@@ -83,6 +83,10 @@ type runState struct {
 	psearch  bool
 	progress bool
 	reported map[string]bool
+	// dir is what the changes read so far say about entries; warm says
+	// the changes before the resume point were read into it.
+	dir  *directory
+	warm bool
 }
 
 // Run polls from start until ctx is done, reconnecting with backoff.
@@ -91,7 +95,7 @@ func (c *Collector) Run(ctx context.Context, start collectors.Position, out coll
 	if err != nil {
 		report(c.set, collectors.Problem{Where: "position", Reason: err.Error() + "; starting from the first change"})
 	}
-	st := &runState{pos: pos, cursor: pos.Number, resumed: resumed, psearch: c.cfg.PersistentSearch, reported: map[string]bool{}}
+	st := &runState{pos: pos, cursor: pos.Number, resumed: resumed, psearch: c.cfg.PersistentSearch, reported: map[string]bool{}, dir: newDirectory()}
 	bo := conn.Backoff{Min: c.MinBackoff, Max: c.MaxBackoff}
 	for {
 		began := time.Now()
@@ -186,6 +190,26 @@ func (c *Collector) pollOnce(ctx context.Context, l *ldap.Conn, st *runState, ou
 	if err != nil {
 		return false, err
 	}
+	if bounds && last < st.cursor {
+		// Either the changelog was recreated (numbers restarted), or the
+		// root DSE is wrong: 389-DS 2.3.1 on LMDB (upstream issue 6915)
+		// reports lastchangenumber 0 or 1 while its entries go on. The
+		// entry at the resume point tells which.
+		still, err := c.exists(l, st.cursor)
+		if err != nil {
+			return false, err
+		}
+		if still {
+			key := fmt.Sprintf("stale:%d", last)
+			if !st.reported[key] {
+				st.reported[key] = true
+				msg := fmt.Sprintf("root DSE lastchangenumber %d is below change %d, which is still in the changelog: the server's bounds are wrong (389-DS issue 6915?); reading by changeNumber without them", last, st.cursor)
+				c.log.Error("changelog bounds are stale", "last", last, "resume_point", st.cursor)
+				report(c.set, collectors.Problem{Where: c.where(), Reason: msg})
+			}
+			bounds = false
+		}
+	}
 	if bounds {
 		switch {
 		case last < st.cursor:
@@ -198,6 +222,8 @@ func (c *Collector) pollOnce(ctx context.Context, l *ldap.Conn, st *runState, ou
 				report(c.set, collectors.Problem{Where: c.where(), Reason: msg})
 			}
 			st.cursor = max(first-1, 0)
+			// What was known came from another changelog.
+			st.dir = newDirectory()
 		case first > st.cursor+1 && (st.resumed || st.cursor > 0):
 			key := fmt.Sprintf("gap:%d:%d", st.cursor, first)
 			if !st.reported[key] {
@@ -207,51 +233,29 @@ func (c *Collector) pollOnce(ctx context.Context, l *ldap.Conn, st *runState, ou
 				report(c.set, collectors.Problem{Where: c.where(), Reason: msg})
 			}
 			st.cursor = first - 1
+			// The lost changes may have touched any entry.
+			st.dir = newDirectory()
 		}
-		if last <= st.cursor {
-			return false, nil
+	}
+	// The window is read even when the bounds say there is nothing new:
+	// an empty indexed search costs what a probe would, and bounds that
+	// are wrong but not below the resume point cannot be told otherwise.
+	if !st.warm {
+		if err := c.warmUp(l, st, max(first, 1)); err != nil {
+			return false, err
 		}
 	}
 	lo, hi := st.cursor+1, st.cursor+c.window()
-	filter := fmt.Sprintf("(&(objectClass=changeLogEntry)(changeNumber>=%d)(changeNumber<=%d))", lo, hi)
-	req := ldap.NewSearchRequest(c.cfg.BaseDN, ldap.ScopeSingleLevel, ldap.NeverDerefAliases, 0, 0, false,
-		filter, logAttrs, nil)
-	paging := ldap.NewControlPaging(uint32(c.cfg.PageSize))
-	req.Controls = []ldap.Control{paging}
-	var entries []*ldap.Entry
-	for {
-		res, err := l.Search(req)
-		if err != nil {
-			return false, fmt.Errorf("poll %s: %w", c.cfg.BaseDN, err)
-		}
-		entries = append(entries, res.Entries...)
-		pc, _ := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
-		if pc == nil || len(pc.Cookie) == 0 {
-			break
-		}
-		paging.SetCookie(pc.Cookie)
+	list, err := c.read(l, lo, hi)
+	if err != nil {
+		return false, err
 	}
-	type numbered struct {
-		n int64
-		e *ldap.Entry
-	}
-	var list []numbered
-	for _, e := range entries {
-		n, err := strconv.ParseInt(e.GetEqualFoldAttributeValue("changeNumber"), 10, 64)
-		if err != nil {
-			report(c.set, collectors.Problem{Where: c.where() + "/" + e.DN, Reason: "bad changeNumber"})
-			continue
-		}
-		list = append(list, numbered{n, e})
-	}
-	// Servers return changes in storage order: sort numerically.
-	slices.SortFunc(list, func(a, b numbered) int { return cmp.Compare(a.n, b.n) })
 	for _, x := range list {
 		if x.n <= st.cursor {
 			continue
 		}
 		rec := fromLDAP(x.e)
-		_, evs, err := eventsOf(c.norm, rec, "", c.now())
+		_, evs, err := eventsOf(c.norm, st.dir, rec, "", c.now())
 		if err != nil {
 			report(c.set, collectors.Problem{Where: c.where() + "/" + x.e.DN, Reason: err.Error()})
 		}
@@ -275,6 +279,78 @@ func (c *Collector) pollOnce(ctx context.Context, l *ldap.Conn, st *runState, ou
 		st.cursor = hi
 	}
 	return bounds && last > st.cursor, nil
+}
+
+type numbered struct {
+	n int64
+	e *ldap.Entry
+}
+
+// read returns the changes numbered lo to hi, in numeric order (servers
+// return them in storage order), paged.
+func (c *Collector) read(l *ldap.Conn, lo, hi int64) ([]numbered, error) {
+	filter := fmt.Sprintf("(&(objectClass=changeLogEntry)(changeNumber>=%d)(changeNumber<=%d))", lo, hi)
+	req := ldap.NewSearchRequest(c.cfg.BaseDN, ldap.ScopeSingleLevel, ldap.NeverDerefAliases, 0, 0, false,
+		filter, logAttrs, nil)
+	paging := ldap.NewControlPaging(uint32(c.cfg.PageSize))
+	req.Controls = []ldap.Control{paging}
+	var list []numbered
+	for {
+		res, err := l.Search(req)
+		if err != nil {
+			return nil, fmt.Errorf("poll %s: %w", c.cfg.BaseDN, err)
+		}
+		for _, e := range res.Entries {
+			n, err := strconv.ParseInt(e.GetEqualFoldAttributeValue("changeNumber"), 10, 64)
+			if err != nil {
+				report(c.set, collectors.Problem{Where: c.where() + "/" + e.DN, Reason: "bad changeNumber"})
+				continue
+			}
+			list = append(list, numbered{n, e})
+		}
+		pc, _ := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
+		if pc == nil || len(pc.Cookie) == 0 {
+			break
+		}
+		paging.SetCookie(pc.Cookie)
+	}
+	slices.SortFunc(list, func(a, b numbered) int { return cmp.Compare(a.n, b.n) })
+	return list, nil
+}
+
+// exists reports whether change n is in the changelog.
+func (c *Collector) exists(l *ldap.Conn, n int64) (bool, error) {
+	req := ldap.NewSearchRequest(c.cfg.BaseDN, ldap.ScopeSingleLevel, ldap.NeverDerefAliases, 1, 0, false,
+		fmt.Sprintf("(&(objectClass=changeLogEntry)(changeNumber=%d))", n), []string{"changeNumber"}, nil)
+	res, err := l.Search(req)
+	if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
+		return false, fmt.Errorf("look for change %d: %w", n, err)
+	}
+	return res != nil && len(res.Entries) > 0, nil
+}
+
+// warmUp reads the changes still in the changelog up to the resume point
+// into st.dir, without emitting anything, so that changes after it can be
+// diffed against what those said (see directory). Once per Run.
+func (c *Collector) warmUp(l *ldap.Conn, st *runState, first int64) error {
+	for lo := first; lo <= st.cursor; {
+		hi := min(lo+c.window()-1, st.cursor)
+		list, err := c.read(l, lo, hi)
+		if err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+		for _, x := range list {
+			if e, err := decode(fromLDAP(x.e)); err == nil {
+				st.dir.apply(e.change)
+			}
+		}
+		lo = hi + 1
+	}
+	st.warm = true
+	if st.dir.Forgotten > 0 {
+		c.log.Warn("changelog warm-up: entries beyond the bounds are not remembered", "forgotten", st.dir.Forgotten)
+	}
+	return nil
 }
 
 // persistentSearch runs a psearch (draft-ietf-ldapext-psearch) on the

@@ -18,6 +18,9 @@ import (
 var logAttrs = []string{"changeNumber", "targetDn", "changeTime", "changeType", "changes", "newRdn",
 	"deleteOldRdn", "newSuperior", "targetUniqueId", "isReplicated"}
 
+// serverActor names 389-DS as the actor of its own writes.
+const serverActor = "389-ds"
+
 // Limits.
 const (
 	maxChangeLines = 200000
@@ -194,6 +197,12 @@ func fillMods(ch *norm.Change, lines []ldif.Attr) error {
 		ch.Actor, ch.ActorKnown = creators, true
 	case modifiers != "":
 		ch.Actor, ch.ActorKnown = modifiers, true
+	case ch.Kind == norm.KindModify:
+		// A client's modify always carries a modifiersname; one without
+		// is the server's own write (passwordgraceusertime after a
+		// password change, passwordRetryCount and accountUnlockTime on
+		// failed binds).
+		ch.ServerActor = serverActor
 	}
 	return nil
 }

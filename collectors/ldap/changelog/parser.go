@@ -53,6 +53,7 @@ func (p *Parser) Parse(ctx context.Context, r io.Reader, name string, out collec
 		return err
 	}
 	rd := ldif.NewReader(r)
+	dir := newDirectory()
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -69,7 +70,7 @@ func (p *Parser) Parse(ctx context.Context, r io.Reader, name string, out collec
 		if err != nil {
 			return fmt.Errorf("read %s: %w", name, err)
 		}
-		_, evs, err := eventsOf(n, rec, name, p.now())
+		_, evs, err := eventsOf(n, dir, rec, name, p.now())
 		if err != nil {
 			report(p.set, collectors.Problem{Where: fmt.Sprintf("%s:%d", name, rec.Line), Reason: err.Error(), Sample: rec.DN})
 			continue
@@ -87,12 +88,16 @@ func (p *Parser) Parse(ctx context.Context, r io.Reader, name string, out collec
 	}
 }
 
-// eventsOf decodes and normalises one changelog entry.
-func eventsOf(n *norm.Normaliser, rec *ldif.Record, file string, observed time.Time) (*entry, []event.Event, error) {
+// eventsOf decodes and normalises one changelog entry, with what dir
+// (which may be nil) knows of the entry changed, and records the change
+// in dir.
+func eventsOf(n *norm.Normaliser, dir *directory, rec *ldif.Record, file string, observed time.Time) (*entry, []event.Event, error) {
 	e, err := decode(rec)
 	if err != nil {
 		return e, nil, err
 	}
+	dir.old(e.change)
+	defer dir.apply(e.change)
 	num := strconv.FormatInt(e.number, 10)
 	src := norm.Source{
 		EventID: "changenumber=" + num,

@@ -22,7 +22,8 @@ var update = flag.Bool("update", false, "rewrite golden files")
 var sampleSecrets = []string{"CarolReset2!", "{PBKDF2", "PBKDF2-SHA512", "LLWeYpcS8TR3ZEa4", "Az9dqOj1tRQ7Xmw",
 	"e1BCS0RGMi1TSEE1MTJ9", "oops-not-description"}
 
-var testPrivileged = []string{"cn=admins,cn=groups,cn=accounts,dc=example,dc=com"}
+// The second is the privileged group of the real 389-DS recording.
+var testPrivileged = []string{"cn=admins,cn=groups,cn=accounts,dc=example,dc=com", "cn=admins,ou=groups,dc=example,dc=com"}
 
 func TestParseGolden(t *testing.T) {
 	files, _ := filepath.Glob("testdata/*.ldif")

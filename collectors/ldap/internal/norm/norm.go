@@ -65,8 +65,12 @@ type Change struct {
 	// source does not say (389-DS deletes).
 	Actor      string
 	ActorKnown bool
-	Session    string
-	Time       time.Time
+	// ServerActor, when ActorKnown is false, names the server itself as
+	// the actor (Type system): 389-DS writes its own bookkeeping and
+	// password-policy lockouts without a modifiersName.
+	ServerActor string
+	Session     string
+	Time        time.Time
 	// Result is the LDAP result code; non-zero means the write failed.
 	Result int
 	Mods   []Mod
@@ -107,7 +111,7 @@ var bookkeeping = set("entrycsn", "modifiersname", "modifytimestamp", "createtim
 	"entryuuid", "structuralobjectclass", "contextcsn", "entrydn", "subschemasubentry", "hassubordinates",
 	"parentid", "entryid", "dsentrydn", "nsuniqueid", "passwordgraceusertime", "entryusn",
 	"pwdfailuretime", "pwdgraceusetime", "pwdlastsuccess", "authtimestamp", "numsubordinates",
-	"passwordretrycount", "retrycountresettime", "accountunlocktime", "lastlogintime", "memberof",
+	"passwordretrycount", "retrycountresettime", "lastlogintime", "memberof",
 	"nstombstonecsn", "nsparentuniqueid", "modifiersid", "creatorsid", "passwordexpwarned")
 
 var memberAttrs = set("member", "uniquemember", "memberuid")
@@ -274,15 +278,25 @@ func (n *Normaliser) classify(ch *Change) class {
 	if _, ok := n.privileged[NormDN(ch.DN)]; ok {
 		return classGroup
 	}
-	var classes [][]byte
+	// The classes of an add, and old values, are the entry's whole class
+	// list; an objectClass value added by a modify is one more class
+	// (often auxiliary: nsMemberOf, ldapPublicKey) on an entry whose
+	// other classes are not in the change, so it can make the entry a
+	// user or a group but never rule that out.
+	var whole, added [][]byte
 	for _, m := range ch.Mods {
-		if BaseName(m.Attr) == "objectclass" && (ch.Kind == KindAdd || m.Op == OpAdd) {
-			classes = append(classes, m.Values...)
+		if BaseName(m.Attr) == "objectclass" {
+			switch {
+			case ch.Kind == KindAdd:
+				whole = append(whole, m.Values...)
+			case m.Op == OpAdd:
+				added = append(added, m.Values...)
+			}
 		}
 	}
-	classes = append(classes, ch.Old["objectclass"]...)
+	whole = append(whole, ch.Old["objectclass"]...)
 	isUser, isGroup := false, false
-	for _, c := range classes {
+	for _, c := range slices.Concat(whole, added) {
 		lc := strings.ToLower(strings.TrimSpace(string(c)))
 		isGroup = isGroup || n.groupClasses[lc]
 		isUser = isUser || n.userClasses[lc]
@@ -292,7 +306,7 @@ func (n *Normaliser) classify(ch *Change) class {
 		return classGroup
 	case isUser:
 		return classUser
-	case len(classes) > 0:
+	case len(whole) > 0:
 		return classOther
 	}
 	// No class known (389-DS deletes and modifies): membership attributes
@@ -371,6 +385,9 @@ func memberUser(attr string, v string) *event.User {
 func (b *builder) actor() event.Actor {
 	ch := b.ch
 	if !ch.ActorKnown {
+		if ch.ServerActor != "" {
+			return event.Actor{Name: capValue(ch.ServerActor), Type: event.ActorSystem, Session: ch.Session}
+		}
 		return event.Actor{Type: event.ActorUnknown, Session: ch.Session}
 	}
 	dn := strings.TrimSpace(ch.Actor)
@@ -756,6 +773,15 @@ func (b *builder) modify(cls class) {
 				unlock = true
 			} else {
 				lock = true
+			}
+		case base == "accountunlocktime":
+			// 389-DS password policy: the server sets it when failed
+			// binds lock the account (19700101000000Z: until an
+			// administrator unlocks it); deleting it unlocks.
+			if m.Op != OpDelete && len(m.Values) > 0 && strings.TrimSpace(string(m.Values[0])) != "" {
+				lock = true
+			} else {
+				unlock = true
 			}
 		case base == "nsaccountlock":
 			if m.Op != OpDelete && len(m.Values) > 0 && strings.EqualFold(strings.TrimSpace(string(m.Values[0])), "true") {

@@ -95,6 +95,26 @@ func TestEvents(t *testing.T) {
 		{"389 lock and unlock", Change{Kind: KindModify, DN: alice, Actor: admin, ActorKnown: true,
 			Mods: []Mod{{Attr: "nsAccountLock", Op: OpReplace, Values: vals("false")}}},
 			[]string{"user.unlock success u=alice"}},
+		{"an auxiliary class added by a modify leaves the user a user", Change{Kind: KindModify, DN: alice,
+			Actor: "cn=MemberOf Plugin,cn=plugins,cn=config", ActorKnown: true,
+			Mods: []Mod{{Attr: "objectclass", Op: OpAdd, Values: vals("nsMemberOf")}, {Attr: "modifiersname", Op: OpReplace, Values: vals("x")}}},
+			[]string{"user.modify success u=alice objectclass"}},
+		{"an auxiliary class and a key added to a user outside ou=people", Change{Kind: KindModify, DN: "cn=svc,dc=example,dc=com", Actor: admin, ActorKnown: true,
+			Mods: []Mod{{Attr: "objectClass", Op: OpAdd, Values: vals("ldapPublicKey")}, {Attr: "sshPublicKey", Op: OpAdd, Values: vals("ssh-ed25519 AAAA")}},
+			Old:  map[string][][]byte{"objectclass": vals("account")}, OldKnown: true},
+			[]string{"user.modify success u=svc objectClass sshPublicKey"}},
+		{"an added class that is neither, on an entry of unknown class", Change{Kind: KindModify, DN: "ou=x,dc=example,dc=com", Actor: admin, ActorKnown: true,
+			Mods: []Mod{{Attr: "objectClass", Op: OpAdd, Values: vals("extensibleObject")}}},
+			nil},
+		{"389 password policy lockout", Change{Kind: KindModify, DN: alice, ServerActor: "389-ds",
+			Mods: []Mod{{Attr: "passwordRetryCount", Op: OpReplace, Values: vals("2")}, {Attr: "accountUnlockTime", Op: OpReplace, Values: vals("20261126011337Z")}}},
+			[]string{"user.lock success u=alice"}},
+		{"389 lockout removed by an administrator", Change{Kind: KindModify, DN: alice, Actor: admin, ActorKnown: true,
+			Mods: []Mod{{Attr: "accountUnlockTime", Op: OpDelete}, {Attr: "passwordRetryCount", Op: OpReplace, Values: vals("0")}}},
+			[]string{"user.unlock success u=alice"}},
+		{"389 failed bind count alone", Change{Kind: KindModify, DN: alice, ServerActor: "389-ds",
+			Mods: []Mod{{Attr: "retryCountResetTime", Op: OpReplace, Values: vals("20261126002337Z")}, {Attr: "passwordRetryCount", Op: OpReplace, Values: vals("1")}}},
+			nil},
 		{"failed add of a user", Change{Kind: KindAdd, DN: carol, Actor: alice, ActorKnown: true, Result: 50,
 			Mods: []Mod{{Attr: "objectClass", Op: OpAdd, Values: vals("inetOrgPerson")}, {Attr: "appToken", Op: OpAdd, Values: vals("tok")}}},
 			[]string{"user.create failure u=carol objectClass appToken ldap_result"}},
@@ -149,6 +169,14 @@ func TestActor(t *testing.T) {
 	ch.ActorKnown = false
 	if a := n.Events(&ch, Source{}, time.Now())[0].Actor; a.Type != event.ActorUnknown || a.Name != "" {
 		t.Fatalf("unknown actor: %+v", a)
+	}
+	ch.ServerActor = "389-ds"
+	if a := n.Events(&ch, Source{}, time.Now())[0].Actor; a.Type != event.ActorSystem || a.Name != "389-ds" {
+		t.Fatalf("server actor: %+v", a)
+	}
+	ch.ActorKnown, ch.Actor = true, alice
+	if a := n.Events(&ch, Source{}, time.Now())[0].Actor; a.Type != event.ActorHuman || a.Name != "alice" {
+		t.Fatalf("a known actor wins over the server: %+v", a)
 	}
 }
 
