@@ -176,12 +176,14 @@ func (o *objectWriter) int64p(k string, v *int64) {
 }
 
 func appendTime(b []byte, t time.Time) ([]byte, error) {
-	// time.Time's own MarshalJSON, for its exact format and its errors.
-	j, err := t.MarshalJSON()
+	// AppendText is MarshalJSON's strict RFC 3339 (same format, same
+	// errors) without its allocation.
+	b = append(b, '"')
+	b, err := t.AppendText(b)
 	if err != nil {
 		return nil, fmt.Errorf("json: error calling MarshalJSON for type time.Time: %w", err)
 	}
-	return append(b, j...), nil
+	return append(b, '"'), nil
 }
 
 const hexDigits = "0123456789abcdef"
