@@ -186,6 +186,33 @@ CREATE TABLE agent_status (
 	report      TEXT NOT NULL
 );
 `,
+	// 5: cheaper indexing. Every index costs a b-tree insert per event:
+	// events_group served no query (the group filter also matches
+	// privileges, so it scans by time), entitlement_history_time is the
+	// prefix of the history's unique key, and the entitlement table is
+	// keyed by its primary key alone (WITHOUT ROWID: one b-tree less).
+	`
+DROP INDEX events_group;
+DROP INDEX entitlement_history_time;
+CREATE TABLE entitlements_v5 (
+	system     TEXT NOT NULL,
+	scope      TEXT NOT NULL,
+	kind       TEXT NOT NULL,
+	name       TEXT NOT NULL,
+	user_name  TEXT NOT NULL,
+	since      INTEGER NOT NULL,
+	granted_by TEXT NOT NULL,
+	event_id   TEXT NOT NULL,
+	log_index  INTEGER NOT NULL,
+	PRIMARY KEY (system, scope, kind, name, user_name)
+) WITHOUT ROWID;
+INSERT INTO entitlements_v5 (system, scope, kind, name, user_name, since, granted_by, event_id, log_index)
+	SELECT system, scope, kind, name, user_name, since, granted_by, event_id, log_index FROM entitlements;
+DROP TABLE entitlements;
+ALTER TABLE entitlements_v5 RENAME TO entitlements;
+CREATE INDEX entitlements_user ON entitlements (user_name);
+CREATE INDEX entitlements_name ON entitlements (name);
+`,
 }
 
 // SQLite is the embedded Store: one database file in WAL mode. Writes go
@@ -222,6 +249,14 @@ type SQLite struct {
 	readOnly  bool
 	// onIndexed is called (from the indexer) after each index transaction.
 	onIndexed func([]IndexedBatch)
+
+	// Owned by the writer goroutine: statements prepared once on the
+	// writer connection, and whether it is set to synchronous=NORMAL
+	// (index transactions) rather than FULL.
+	stmts   map[string]*sql.Stmt
+	relaxed bool
+	// Multi-row inserts of the index transaction.
+	insEvents, insHistory, insGrants *multiInsert
 }
 
 // StopIndexing indexes every committed batch, calls the index hook for
@@ -315,13 +350,19 @@ func openSQLite(ctx context.Context, dir string, logger *slog.Logger, index bool
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(8)
-	s := &SQLite{db: db, w: w, writes: make(chan *writeReq, 1024), indexWrites: make(chan *writeReq, 1), stop: make(chan struct{}), done: make(chan struct{}), log: logger,
+	s := &SQLite{db: db, w: w, stmts: map[string]*sql.Stmt{}, writes: make(chan *writeReq, 1024), indexWrites: make(chan *writeReq, 1), stop: make(chan struct{}), done: make(chan struct{}), log: logger,
 		pending: map[int64][]StoredEvent{}, indexedCh: make(chan struct{}), kick: make(chan struct{}, 1),
 		stopIndex: make(chan struct{}), indexDone: make(chan struct{})}
 	if err := w.QueryRowContext(ctx, `SELECT through_batch FROM index_state WHERE id = 1`).Scan(&s.indexed); err != nil {
 		db.Close()
 		w.Close()
 		return nil, fmt.Errorf("open store %s: index state: %w", path, err)
+	}
+	if err := s.prepareIndexStmts(); err != nil {
+		s.closeStmts()
+		db.Close()
+		w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	go s.writer()
 	if index {
@@ -383,7 +424,7 @@ func (s *SQLite) writer() {
 			select {
 			case first = <-s.writes:
 			case r := <-s.indexWrites:
-				s.commitGroup([]*writeReq{r})
+				s.commitIndex(r)
 				continue
 			case <-s.stop:
 				return
@@ -403,7 +444,59 @@ func (s *SQLite) writer() {
 	}
 }
 
+// commitIndex runs an index transaction with synchronous=NORMAL: its
+// commit does not wait for fsync. That is safe because the index is
+// derived from the stored batches and index_state is in the same
+// database: a crash loses at most the newest index transactions (WAL
+// recovery keeps a prefix of the commits) and the indexer redoes them
+// from the bodies. The next batch commit (FULL) fsyncs the WAL with
+// everything before it.
+//
+// It also runs without foreign key enforcement: the indexer inserts
+// events only for batches it read from the batches table, which never
+// loses rows, and without a constraint that can abort a statement
+// half-way its multi-row INSERT OR IGNOREs need no statement journal.
+// (provtrail verify still counts events without a batch.)
+func (s *SQLite) commitIndex(r *writeReq) {
+	if !s.relaxed {
+		if _, err := s.w.Exec(`PRAGMA synchronous = NORMAL`); err != nil {
+			r.err <- fmt.Errorf("store: relax sync for indexing: %w", err)
+			return
+		}
+		s.relaxed = true
+		if _, err := s.w.Exec(`PRAGMA foreign_keys = OFF`); err != nil {
+			r.err <- fmt.Errorf("store: foreign keys off for indexing: %w", err)
+			return
+		}
+	}
+	r.err <- s.runTx([]*writeReq{r})
+}
+
+// strict sets the writer connection back to synchronous=FULL and foreign
+// key enforcement after index transactions.
+func (s *SQLite) strict() error {
+	if !s.relaxed {
+		return nil
+	}
+	if _, err := s.w.Exec(`PRAGMA synchronous = FULL`); err != nil {
+		return fmt.Errorf("store: restore synchronous=FULL: %w", err)
+	}
+	if _, err := s.w.Exec(`PRAGMA foreign_keys = ON`); err != nil {
+		return fmt.Errorf("store: restore foreign keys: %w", err)
+	}
+	s.relaxed = false
+	return nil
+}
+
 func (s *SQLite) commitGroup(group []*writeReq) {
+	// Batch commits (and every other write) are durable before they
+	// return: never run them relaxed.
+	if err := s.strict(); err != nil {
+		for _, r := range group {
+			r.err <- err
+		}
+		return
+	}
 	// Optimistically run the whole group in one transaction. If any write
 	// fails, roll back and run each write alone so that one bad write does
 	// not fail the others. (Savepoints per write would do the same but cost
@@ -469,6 +562,7 @@ func (s *SQLite) Close() error {
 		s.StopIndexing()
 		close(s.stop)
 		<-s.done
+		s.closeStmts()
 		// Fail writes that were queued but not taken.
 		for {
 			select {
@@ -686,9 +780,14 @@ func (s *SQLite) IndexBacklog() int {
 	return n
 }
 
-// maxIndexEvents bounds the events one index transaction inserts, so that
-// batch commits queued behind it wait little.
-const maxIndexEvents = 2048
+// An index transaction inserts up to maxIndexEvents events: large
+// transactions write each hot index page to the WAL once rather than once
+// per transaction. When batch commits (which acks wait for) queue behind
+// it, it ends at the next batch after indexStepEvents more events.
+const (
+	maxIndexEvents  = 8192
+	indexStepEvents = 2048
+)
 
 // indexer inserts committed batches' events into the events table until
 // Close, which it answers by indexing everything committed first.
@@ -772,24 +871,38 @@ func (s *SQLite) indexSome(ctx context.Context) (int, error) {
 		todo = append(todo, indexBatch{r.id, uint64(r.logIndex), evs})
 		total += r.events
 	}
-	last := todo[len(todo)-1].id
-	ents := entitlementChanges(todo)
+	done := 0
 	err = s.writeOn(ctx, s.indexWrites, func(tx *sql.Tx) error {
-		var res CommitResult
-		for _, b := range todo {
-			if err := insertEvents(tx, b.id, b.events, &res); err != nil {
-				return fmt.Errorf("batch %d: %w", b.id, err)
+		done = 0
+		for done < len(todo) {
+			if done > 0 && len(s.writes) > 0 {
+				break // batch commits wait: let them go first
 			}
+			n, events := 0, 0
+			for done+n < len(todo) && (n == 0 || events+len(todo[done+n].events) <= indexStepEvents) {
+				events += len(todo[done+n].events)
+				n++
+			}
+			step := todo[done : done+n]
+			skipped, err := s.insertEvents(tx, step)
+			if err != nil {
+				return err
+			}
+			// An event already stored (from an earlier batch) was
+			// applied then; it does not change entitlements again.
+			if err := s.applyEntitlements(tx, entitlementChanges(step, skipped)); err != nil {
+				return err
+			}
+			done += n
 		}
-		if err := applyEntitlements(tx, ents); err != nil {
-			return err
-		}
-		_, err := tx.Exec(`UPDATE index_state SET through_batch = ? WHERE id = 1`, last)
+		_, err := tx.Stmt(s.stmts[sqlIndexState]).Exec(todo[done-1].id)
 		return err
 	})
 	if err != nil {
 		return 0, err
 	}
+	todo = todo[:done]
+	last := todo[done-1].id
 	s.imu.Lock()
 	for _, b := range todo {
 		delete(s.pending, b.id)
@@ -861,57 +974,168 @@ func (s *SQLite) MaxBatchID(ctx context.Context) (int64, error) {
 	return n, err
 }
 
-// eventsPerInsert is how many rows one multi-row INSERT carries (13
-// parameters each; SQLite allows 32766).
-const eventsPerInsert = 128
+// rowsPerStmt is the most rows one multi-row INSERT carries (13
+// parameters each; SQLite allows 32766): per-statement overhead dominates
+// single-row inserts.
+const rowsPerStmt = 128
 
-const insertEventsHead = `INSERT INTO events (event_id, batch_id, ord, time, action, outcome, actor, user_name, group_name, privileges, system, host) VALUES `
+// multiInsert is a multi-row INSERT prepared once on the writer
+// connection for every power of two of rows up to rowsPerStmt.
+type multiInsert struct {
+	cols  int
+	stmts []*sql.Stmt // stmts[i] inserts 1<<i rows
+}
 
-// insertEvents inserts events with multi-row statements: per-statement
-// overhead dominates single-row inserts.
-func insertEvents(tx *sql.Tx, batchID int64, events []StoredEvent, res *CommitResult) error {
-	var stmts [eventsPerInsert + 1]*sql.Stmt
-	defer func() {
-		for _, s := range stmts {
-			if s != nil {
-				s.Close()
+func prepareMulti(db *sql.DB, head, tuple, tail string, cols int) (*multiInsert, error) {
+	m := &multiInsert{cols: cols}
+	for n := 1; n <= rowsPerStmt; n *= 2 {
+		var sb strings.Builder
+		sb.WriteString(head)
+		for i := range n {
+			if i > 0 {
+				sb.WriteByte(',')
 			}
+			sb.WriteString(tuple)
 		}
-	}()
-	args := make([]any, 0, 12*eventsPerInsert)
-	for len(events) > 0 {
-		n := min(len(events), eventsPerInsert)
-		chunk := events[:n]
-		events = events[n:]
-		if stmts[n] == nil {
-			var sb strings.Builder
-			sb.WriteString(insertEventsHead)
-			for i := range n {
-				if i > 0 {
-					sb.WriteByte(',')
-				}
-				sb.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
-			}
-			sb.WriteString(" ON CONFLICT (time, event_id) DO NOTHING")
-			st, err := tx.Prepare(sb.String())
-			if err != nil {
-				return fmt.Errorf("insert events: %w", err)
-			}
-			stmts[n] = st
-		}
-		args = args[:0]
-		for _, e := range chunk {
-			args = append(args, e.EventID, batchID, e.Ord, unixNano(e.Time), e.Action, e.Outcome, e.Actor, e.User, e.Group, e.Privileges, e.System, e.Host)
-		}
-		r, err := stmts[n].Exec(args...)
+		sb.WriteString(tail)
+		st, err := db.Prepare(sb.String())
 		if err != nil {
-			return fmt.Errorf("insert events: %w", err)
+			m.close()
+			return nil, fmt.Errorf("prepare %s: %w", head, err)
 		}
-		stored, _ := r.RowsAffected()
-		res.EventsStored += int(stored)
-		res.EventsSkipped += n - int(stored)
+		m.stmts = append(m.stmts, st)
+	}
+	return m, nil
+}
+
+func (m *multiInsert) close() {
+	if m == nil {
+		return
+	}
+	for _, st := range m.stmts {
+		st.Close()
+	}
+}
+
+// exec inserts the rows whose parameters are args (cols per row), calling
+// done (if not nil) with each statement's first row, row count and rows
+// affected.
+func (m *multiInsert) exec(tx *sql.Tx, args []any, done func(first, n int, affected int64) error) error {
+	rows := len(args) / m.cols
+	for first := 0; first < rows; {
+		i := len(m.stmts) - 1
+		for 1<<i > rows-first {
+			i--
+		}
+		n := 1 << i
+		r, err := tx.Stmt(m.stmts[i]).Exec(args[first*m.cols : (first+n)*m.cols]...)
+		if err != nil {
+			return err
+		}
+		if done != nil {
+			affected, _ := r.RowsAffected()
+			if err := done(first, n, affected); err != nil {
+				return err
+			}
+		}
+		first += n
 	}
 	return nil
+}
+
+// Statements of the index transaction that are not multi-row inserts.
+const (
+	sqlEventAt    = `SELECT batch_id, ord FROM events WHERE time = ? AND event_id = ?`
+	sqlIndexState = `UPDATE index_state SET through_batch = ? WHERE id = 1`
+	sqlRevoke     = `DELETE FROM entitlements WHERE system = ? AND scope = ? AND kind = ? AND name = ? AND user_name = ?`
+	sqlRevokeUser = `DELETE FROM entitlements WHERE system = ? AND scope = ? AND user_name = ?`
+	sqlRevokeName = `DELETE FROM entitlements WHERE system = ? AND scope = ? AND kind = ? AND name = ?`
+	// OR IGNORE: an event whose (time, id) is stored is not stored
+	// again (the other constraints are NOT NULLs, never violated).
+	insertEventsHead = `INSERT OR IGNORE INTO events (event_id, batch_id, ord, time, action, outcome, actor, user_name, group_name, privileges, system, host) VALUES `
+)
+
+// prepareIndexStmts prepares the index transaction's statements on the
+// writer connection (before the writer starts: while a transaction holds
+// the one connection, nothing else can prepare on it).
+func (s *SQLite) prepareIndexStmts() error {
+	var err error
+	if s.insEvents, err = prepareMulti(s.w, insertEventsHead, "(?,?,?,?,?,?,?,?,?,?,?,?)", "", 12); err != nil {
+		return err
+	}
+	if s.insHistory, err = prepareMulti(s.w, `INSERT OR IGNORE INTO entitlement_history (time, event_id, n, op, system, scope, kind, name, user_name, granted_by, log_index) VALUES `,
+		"(?,?,?,?,?,?,?,?,?,?,?)", "", 11); err != nil {
+		return err
+	}
+	if s.insGrants, err = prepareMulti(s.w, `INSERT OR IGNORE INTO entitlements (system, scope, kind, name, user_name, since, granted_by, event_id, log_index) VALUES `,
+		"(?,?,?,?,?,?,?,?,?)", "", 9); err != nil {
+		return err
+	}
+	for _, q := range []string{sqlEventAt, sqlIndexState, sqlRevoke, sqlRevokeUser, sqlRevokeName} {
+		st, err := s.w.Prepare(q)
+		if err != nil {
+			return fmt.Errorf("prepare %s: %w", q, err)
+		}
+		s.stmts[q] = st
+	}
+	return nil
+}
+
+func (s *SQLite) closeStmts() {
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	s.insEvents.close()
+	s.insHistory.close()
+	s.insGrants.close()
+}
+
+// evKey names one event of a batch.
+type evKey struct {
+	batch int64
+	ord   int
+}
+
+// insertEvents inserts the batches' events and returns those it did not
+// insert because their (time, id) was already stored (nil: none).
+func (s *SQLite) insertEvents(tx *sql.Tx, todo []indexBatch) (map[evKey]bool, error) {
+	var all []*StoredEvent
+	var ids []int64
+	args := make([]any, 0, 12*indexStepEvents)
+	for _, b := range todo {
+		for i := range b.events {
+			e := &b.events[i]
+			all, ids = append(all, e), append(ids, b.id)
+			args = append(args, e.EventID, b.id, e.Ord, unixNano(e.Time), e.Action, e.Outcome, e.Actor, e.User, e.Group, e.Privileges, e.System, e.Host)
+		}
+	}
+	var skipped map[evKey]bool
+	err := s.insEvents.exec(tx, args, func(first, n int, affected int64) error {
+		if affected == int64(n) {
+			return nil
+		}
+		// Some were already stored: find which, by who holds their key.
+		at := tx.Stmt(s.stmts[sqlEventAt])
+		for i := first; i < first+n; i++ {
+			e := all[i]
+			var batch int64
+			var ord int
+			if err := at.QueryRow(unixNano(e.Time), e.EventID).Scan(&batch, &ord); err != nil {
+				return fmt.Errorf("event %s: %w", e.EventID, err)
+			}
+			if batch != ids[i] || ord != e.Ord {
+				if skipped == nil {
+					skipped = map[evKey]bool{}
+				}
+				skipped[evKey{ids[i], e.Ord}] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("insert events: %w", err)
+	}
+	return skipped, nil
 }
 
 const batchCols = `id, agent_id, stream_id, seq, log_index, header_hash, record, envelope, body, encoding, events, received_at`

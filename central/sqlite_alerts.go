@@ -162,11 +162,11 @@ type entChange struct {
 // entitlement table: the changes parsed with each event (on the ingest
 // path, or from the stored body after a restart), with the batch's log
 // index.
-func entitlementChanges(todo []indexBatch) []entChange {
+func entitlementChanges(todo []indexBatch, skipped map[evKey]bool) []entChange {
 	var out []entChange
 	for _, b := range todo {
 		for _, se := range b.events {
-			if !entitlementActions[se.Action] || se.EventID == "" {
+			if !entitlementActions[se.Action] || se.EventID == "" || skipped[evKey{b.id, se.Ord}] {
 				continue
 			}
 			ents := se.ents
@@ -183,57 +183,51 @@ func entitlementChanges(todo []indexBatch) []entChange {
 }
 
 // applyEntitlements records the changes in the history and applies them to
-// the current table, in order. A change whose event was already applied
-// (the same event in an earlier batch) is skipped, as its event is not
-// indexed twice.
-func applyEntitlements(tx *sql.Tx, changes []entChange) error {
+// the current table, in order, with multi-row statements where the order
+// allows (runs of grants). The caller leaves out the changes of events
+// that were already indexed.
+func (s *SQLite) applyEntitlements(tx *sql.Tx, changes []entChange) error {
 	if len(changes) == 0 {
 		return nil
 	}
-	stmts := map[string]*sql.Stmt{}
-	defer func() {
-		for _, st := range stmts {
-			st.Close()
-		}
-	}()
-	exec := func(query string, args ...any) (sql.Result, error) {
-		st := stmts[query]
-		if st == nil {
-			var err error
-			if st, err = tx.Prepare(query); err != nil {
-				return nil, err
-			}
-			stmts[query] = st
-		}
-		return st.Exec(args...)
+	args := make([]any, 0, 11*len(changes))
+	for _, ec := range changes {
+		h := ec.c.Holding
+		args = append(args, ec.time, ec.eventID, ec.n, int(ec.c.Op), h.System, h.Scope, string(h.Kind), h.Name, h.User, h.GrantedBy, h.LogIndex)
+	}
+	if err := s.insHistory.exec(tx, args, nil); err != nil {
+		return fmt.Errorf("entitlement history: %w", err)
+	}
+	grants := args[:0]
+	flush := func() error {
+		err := s.insGrants.exec(tx, grants, nil)
+		grants = grants[:0]
+		return err
 	}
 	for _, ec := range changes {
 		h := ec.c.Holding
-		r, err := exec(`INSERT INTO entitlement_history (time, event_id, n, op, system, scope, kind, name, user_name, granted_by, log_index)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (time, event_id, n) DO NOTHING`,
-			ec.time, ec.eventID, ec.n, int(ec.c.Op), h.System, h.Scope, string(h.Kind), h.Name, h.User, h.GrantedBy, h.LogIndex)
-		if err != nil {
-			return fmt.Errorf("entitlement history: %w", err)
-		}
-		if n, _ := r.RowsAffected(); n == 0 {
+		if ec.c.Op == entitlements.Grant {
+			grants = append(grants, h.System, h.Scope, string(h.Kind), h.Name, h.User, unixNano(h.Since), h.GrantedBy, h.EventID, h.LogIndex)
 			continue
 		}
+		if err := flush(); err != nil {
+			return fmt.Errorf("entitlements: %w", err)
+		}
+		var err error
 		switch ec.c.Op {
-		case entitlements.Grant:
-			_, err = exec(`INSERT INTO entitlements (system, scope, kind, name, user_name, since, granted_by, event_id, log_index)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-				h.System, h.Scope, string(h.Kind), h.Name, h.User, unixNano(h.Since), h.GrantedBy, h.EventID, h.LogIndex)
 		case entitlements.Revoke:
-			_, err = exec(`DELETE FROM entitlements WHERE system = ? AND scope = ? AND kind = ? AND name = ? AND user_name = ?`,
-				h.System, h.Scope, string(h.Kind), h.Name, h.User)
+			_, err = tx.Stmt(s.stmts[sqlRevoke]).Exec(h.System, h.Scope, string(h.Kind), h.Name, h.User)
 		case entitlements.RevokeUser:
-			_, err = exec(`DELETE FROM entitlements WHERE system = ? AND scope = ? AND user_name = ?`, h.System, h.Scope, h.User)
+			_, err = tx.Stmt(s.stmts[sqlRevokeUser]).Exec(h.System, h.Scope, h.User)
 		case entitlements.RevokeName:
-			_, err = exec(`DELETE FROM entitlements WHERE system = ? AND scope = ? AND kind = ? AND name = ?`, h.System, h.Scope, string(h.Kind), h.Name)
+			_, err = tx.Stmt(s.stmts[sqlRevokeName]).Exec(h.System, h.Scope, string(h.Kind), h.Name)
 		}
 		if err != nil {
 			return fmt.Errorf("entitlements: %w", err)
 		}
+	}
+	if err := flush(); err != nil {
+		return fmt.Errorf("entitlements: %w", err)
 	}
 	return nil
 }

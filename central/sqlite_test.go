@@ -2,10 +2,19 @@ package central
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/provtrail/provtrail/central/entitlements"
+	"github.com/provtrail/provtrail/event"
+	"github.com/provtrail/provtrail/signer"
 )
 
 func openTestStore(t *testing.T) *SQLite {
@@ -232,5 +241,150 @@ func TestIndexRecoveryFromBodies(t *testing.T) {
 	defer ro.Close()
 	if err := ro.PutAgent(ctx, Agent{ID: "x"}); err == nil {
 		t.Fatal("read-only store accepted a write")
+	}
+}
+
+// TestEntitlementsLiveAndRebuilt: the entitlement table the indexer keeps
+// from events parsed on the ingest path is the one it rebuilds from the
+// stored bodies after a restart, and the one the entitlements package
+// computes; an event repeated in a later batch changes nothing twice.
+func TestEntitlementsLiveAndRebuilt(t *testing.T) {
+	ctx := context.Background()
+	line := func(id string, min int, action, target string) string {
+		ts := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC).Add(time.Duration(min) * time.Minute).Format(time.RFC3339)
+		return `{"id":"` + id + `","time":"` + ts + `","action":"` + action + `","outcome":"success","actor":{"name":"admin"},"target":` + target + `,"origin":{"system":"linux","host":"h1"}}`
+	}
+	batches := [][]string{
+		{
+			line("g1", 1, "group.member.add", `{"user":{"name":"u1"},"group":{"name":"wheel"}}`),
+			line("g2", 2, "group.member.add", `{"user":{"name":"u2"},"group":{"name":"wheel"}}`),
+			line("p1", 3, "privilege.grant", `{"user":{"name":"u1"},"privileges":["sudo","docker"]}`),
+			line("m1", 4, "user.modify", `{"user":{"name":"u1"}}`),
+		},
+		{
+			line("r2", 5, "group.member.remove", `{"user":{"name":"u2"},"group":{"name":"wheel"}}`),
+			line("g3", 6, "group.member.add", `{"user":{"name":"u3"},"group":{"name":"adm"}}`),
+			line("g4", 7, "group.member.add", `{"user":{"name":"u4"},"group":{"name":"adm"}}`),
+		},
+		{
+			// Repeated after its revocation: not applied again.
+			line("g2", 2, "group.member.add", `{"user":{"name":"u2"},"group":{"name":"wheel"}}`),
+			line("d3", 9, "user.delete", `{"user":{"name":"u3"}}`),
+			line("r1", 10, "privilege.revoke", `{"user":{"name":"u1"},"privileges":["docker"]}`),
+			line("g5", 11, "group.member.add", `{"user":{"name":"u5"},"group":{"name":"ops"}}`),
+			line("gd", 12, "group.delete", `{"group":{"name":"ops"}}`),
+		},
+	}
+	writes := func() []*BatchWrite {
+		var out []*BatchWrite
+		for i, lines := range batches {
+			body := []byte(strings.Join(lines, "\n") + "\n")
+			evs, _ := parseEvents(body, signer.Digest{byte(i)}, nil)
+			out = append(out, testBatchWrite("a1", uint64(i), evs...))
+		}
+		return out
+	}
+	// What the entitlements package says, each distinct event once.
+	want := entitlements.NewTable()
+	seen := map[string]bool{}
+	for i, lines := range batches {
+		for _, l := range lines {
+			var ev event.Event
+			if err := json.Unmarshal([]byte(l), &ev); err != nil {
+				t.Fatal(err)
+			}
+			if seen[ev.ID] {
+				continue
+			}
+			seen[ev.ID] = true
+			want.Apply(entitlements.Changes(&ev, int64(i+100)))
+		}
+	}
+	wantHoldings := want.Holdings(nil)
+	for i := range wantHoldings {
+		wantHoldings[i].Since = wantHoldings[i].Since.UTC()
+	}
+	check := func(name string, s *SQLite, last int64) {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := s.WaitIndexed(wctx, last); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Entitlements(ctx, EntitlementQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, wantHoldings) {
+			t.Errorf("%s: holdings\n%+v\nwant\n%+v", name, got, wantHoldings)
+		}
+		var n int
+		if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM entitlement_history`).Scan(&n); err != nil || n != 12 {
+			t.Errorf("%s: %d history rows (%v), want 12", name, n, err)
+		}
+	}
+
+	live := openTestStore(t)
+	var last int64
+	for _, w := range writes() {
+		res, err := live.CommitBatch(ctx, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = res.BatchID
+	}
+	check("live", live, last)
+
+	dir := t.TempDir()
+	tool, err := OpenSQLiteTool(ctx, dir, false) // commits, never indexes
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range writes() {
+		if _, err := tool.CommitBatch(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tool.Close()
+	rebuilt, err := OpenSQLite(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rebuilt.Close()
+	check("rebuilt from bodies", rebuilt, last)
+}
+
+// TestMigrateKeepsEntitlements: migration 5 rebuilds the entitlement table
+// (WITHOUT ROWID) with the rows a version 4 store holds.
+func TestMigrateKeepsEntitlements(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, StoreFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	for v := 1; v <= 4; v++ {
+		if _, err := db.Exec(migrations[v-1]); err != nil {
+			t.Fatalf("migration %d: %v", v, err)
+		}
+		if _, err := db.Exec(`INSERT INTO schema_migrations VALUES (?, 0)`, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(`INSERT INTO entitlements VALUES ('linux', 'h1', 'group', 'wheel', 'u1', 5, 'root', 'e1', 7)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err := OpenSQLite(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.Entitlements(ctx, EntitlementQuery{User: "u1"})
+	if err != nil || len(got) != 1 || got[0].Name != "wheel" || got[0].EventID != "e1" || got[0].LogIndex != 7 {
+		t.Fatalf("after migration: %+v %v", got, err)
 	}
 }
