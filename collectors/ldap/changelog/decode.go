@@ -181,7 +181,11 @@ func fillMods(ch *norm.Change, lines []ldif.Attr) error {
 				default:
 					return fmt.Errorf("expected add:, delete: or replace:, got %q", truncate(a.Name))
 				}
-				ch.Mods = append(ch.Mods, norm.Mod{Attr: strings.TrimSpace(string(a.Value)), Op: op})
+				attr := strings.TrimSpace(string(a.Value))
+				if attr == "" {
+					return fmt.Errorf("%q without an attribute name", truncate(a.Name)+":")
+				}
+				ch.Mods = append(ch.Mods, norm.Mod{Attr: attr, Op: op})
 				cur = &ch.Mods[len(ch.Mods)-1]
 				continue
 			}
