@@ -30,15 +30,36 @@
 // from firstchangenumber. lastchangenumber below N means the changelog was
 // recreated: reported as "changelog reset", and reading starts again at
 // firstchangenumber. Event ids include changeTime and targetDn besides the
-// number, so a reused number never collides with an old event.
+// number, so a reused number never collides with an old event. Unless the
+// change at the resume point is still there: then the root DSE is wrong
+// (389-DS 2.3.1 on LMDB, upstream issue 6915, was recorded reporting
+// lastchangenumber 0, then 1, over changes 1 to 13), which is reported
+// once, and reading goes on by changeNumber. The window after the resume
+// point is searched on every poll, whatever the bounds say.
+//
+// # What the changelog does not say
+//
+// 389-DS records neither old values nor a deleted entry's classes. The
+// collector remembers, for each entry whose add it read, its object
+// classes and member, uniqueMember and memberUid values as later changes
+// leave them (bounded: 200,000 entries, 100,000 values each). So a
+// whole-attribute replace or delete of members becomes member adds and
+// removes, a delete is classified by the entry's classes, and a deleted
+// privileged group's members lose the privilege. On resume it first reads
+// the changes still in the changelog up to the resume point, without
+// emitting, to rebuild that memory; after a gap or reset it forgets it.
+// Entries created before the oldest change are handled by DN shape, and a
+// replace of their members is a plain group.modify.
 //
 // # Events
 //
 // The actor is the modifiersName (creatorsName for an add) written inside
-// the "changes" value; the entry's own modifiersName is the plugin.
-// Deletes carry no actor (Actor.Type unknown) and no old values, so the
-// target is classified by its DN (uid= is a user, ou=groups/cn=groups a
-// group). "changes" is unfolded and base64-decoded before secret
+// the "changes" value; the entry's own modifiersName is the plugin. A
+// modify without one is the server's own write (passwordgraceusertime;
+// passwordRetryCount and accountUnlockTime on failed binds): actor
+// "389-ds", type system. accountUnlockTime set is a lockout (user.lock),
+// removed an unlock. Plugins (MemberOf, Referential Integrity) write under
+// their own DN, type system. Deletes carry no actor (Actor.Type unknown). "changes" is unfolded and base64-decoded before secret
 // attributes (userPassword, unhashed#user#password, Kerberos and NT keys,
 // configured secret_attributes) are redacted, in Changes and in Raw.
 package changelog

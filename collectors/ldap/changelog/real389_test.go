@@ -235,7 +235,7 @@ func TestReal389DS(t *testing.T) {
 
 // recordedEntries reads a recording as the server would return it to the
 // collector's search: only the attributes it asks for, grouped by name.
-func recordedEntries(t *testing.T, path string) []*ldap.Entry {
+func recordedEntries(t testing.TB, path string) []*ldap.Entry {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -457,4 +457,32 @@ func TestReal389DSStaleBounds(t *testing.T) {
 	if len(p) != 1 || !strings.Contains(p[0].Reason, "lastchangenumber 1 is below change 13, which is still in the changelog") {
 		t.Fatalf("problems = %v, want one stale-bounds report", p)
 	}
+}
+
+// BenchmarkReal389DS runs the recorded changes, as search results, through
+// the live path (fromLDAP, decode, normalise, redact, with the directory
+// memory), and reports changes and events per second.
+func BenchmarkReal389DS(b *testing.B) {
+	entries := recordedEntries(b, realFile)
+	c, err := New(collectors.Settings{Name: "bench"}, &Config{Common: conn.Common{URL: "ldap://127.0.0.1:1",
+		BaseDN: DefaultBaseDN, PageSize: 10, PrivilegedGroups: testPrivileged}, PollInterval: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	var events int
+	b.ReportAllocs()
+	for b.Loop() {
+		dir := newDirectory()
+		for _, e := range entries {
+			_, evs, err := eventsOf(c.norm, dir, fromLDAP(e), "", now)
+			if err != nil {
+				b.Fatal(err)
+			}
+			events += len(evs)
+		}
+	}
+	s := b.Elapsed().Seconds()
+	b.ReportMetric(float64(len(entries)*b.N)/s, "changes/s")
+	b.ReportMetric(float64(events)/s, "events/s")
 }
