@@ -21,6 +21,10 @@ var logAttrs = []string{"changeNumber", "targetDn", "changeTime", "changeType", 
 // serverActor names 389-DS as the actor of its own writes.
 const serverActor = "389-ds"
 
+// proxyDN is the modifiersname 389-DS writes for a change made through
+// the Password Modify extended operation, in place of the client's DN.
+const proxyDN = "cn=server,cn=plugins,cn=config"
+
 // Limits.
 const (
 	maxChangeLines = 200000
@@ -201,6 +205,9 @@ func fillMods(ch *norm.Change, lines []ldif.Attr) error {
 		ch.Actor, ch.ActorKnown = creators, true
 	case modifiers != "":
 		ch.Actor, ch.ActorKnown = modifiers, true
+		// Recorded for ldappasswd (Password Modify extended operation),
+		// whoever the client was: not the actor.
+		ch.ActorProxy = norm.NormDN(modifiers) == proxyDN
 	case ch.Kind == norm.KindModify:
 		// A client's modify always carries a modifiersname; one without
 		// is the server's own write (passwordgraceusertime after a

@@ -69,8 +69,13 @@ type Change struct {
 	// the actor (Type system): 389-DS writes its own bookkeeping and
 	// password-policy lockouts without a modifiersName.
 	ServerActor string
-	Session     string
-	Time        time.Time
+	// ActorProxy says Actor is a server component that wrote for a client
+	// the source does not name (389-DS records cn=server,cn=plugins,
+	// cn=config for the Password Modify extended operation): the actor is
+	// unknown, with Actor as its ID.
+	ActorProxy bool
+	Session    string
+	Time       time.Time
 	// Result is the LDAP result code; non-zero means the write failed.
 	Result int
 	Mods   []Mod
@@ -391,6 +396,9 @@ func (b *builder) actor() event.Actor {
 		return event.Actor{Type: event.ActorUnknown, Session: ch.Session}
 	}
 	dn := strings.TrimSpace(ch.Actor)
+	if ch.ActorProxy {
+		return event.Actor{ID: capValue(dn), Type: event.ActorUnknown, Session: capValue(ch.Session)}
+	}
 	if dn == "" {
 		return event.Actor{Name: "anonymous", Type: event.ActorUnknown, Session: ch.Session}
 	}
@@ -796,7 +804,7 @@ func (b *builder) modify(cls class) {
 	}
 	if pwd {
 		action := event.PasswordReset
-		if !reset && ch.ActorKnown && ch.Actor != "" && NormDN(ch.Actor) == NormDN(ch.DN) {
+		if !reset && ch.ActorKnown && !ch.ActorProxy && ch.Actor != "" && NormDN(ch.Actor) == NormDN(ch.DN) {
 			action = event.PasswordChange
 		}
 		if pwdAttr == "" {

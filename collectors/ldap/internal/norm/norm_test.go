@@ -92,6 +92,10 @@ func TestEvents(t *testing.T) {
 		{"OID form of userPassword", Change{Kind: KindModify, DN: alice, Actor: admin, ActorKnown: true,
 			Mods: []Mod{{Attr: "2.5.4.35", Op: OpReplace, Values: vals("x")}}, Old: map[string][][]byte{"objectclass": vals("person")}},
 			[]string{"password.reset success u=alice 2.5.4.35"}},
+		{"a password written by a proxy is a reset, even of the proxy's own entry", Change{Kind: KindModify, DN: "cn=server,cn=plugins,cn=config",
+			Actor: "cn=server,cn=plugins,cn=config", ActorKnown: true, ActorProxy: true,
+			Mods: []Mod{{Attr: "userPassword", Op: OpReplace, Values: vals("x")}}, Old: map[string][][]byte{"objectclass": vals("person")}},
+			[]string{"password.reset success u=server userPassword"}},
 		{"389 lock and unlock", Change{Kind: KindModify, DN: alice, Actor: admin, ActorKnown: true,
 			Mods: []Mod{{Attr: "nsAccountLock", Op: OpReplace, Values: vals("false")}}},
 			[]string{"user.unlock success u=alice"}},
@@ -177,6 +181,10 @@ func TestActor(t *testing.T) {
 	ch.ActorKnown, ch.Actor = true, alice
 	if a := n.Events(&ch, Source{}, time.Now())[0].Actor; a.Type != event.ActorHuman || a.Name != "alice" {
 		t.Fatalf("a known actor wins over the server: %+v", a)
+	}
+	ch.ActorProxy, ch.Actor = true, "cn=server,cn=plugins,cn=config"
+	if a := n.Events(&ch, Source{}, time.Now())[0].Actor; a.Type != event.ActorUnknown || a.Name != "" || a.ID != ch.Actor {
+		t.Fatalf("proxy actor: %+v", a)
 	}
 }
 
