@@ -188,30 +188,11 @@ CREATE TABLE agent_status (
 `,
 	// 5: cheaper indexing. Every index costs a b-tree insert per event:
 	// events_group served no query (the group filter also matches
-	// privileges, so it scans by time), entitlement_history_time is the
-	// prefix of the history's unique key, and the entitlement table is
-	// keyed by its primary key alone (WITHOUT ROWID: one b-tree less).
+	// privileges, so it scans by time), and entitlement_history_time is
+	// the prefix of the history's unique key.
 	`
 DROP INDEX events_group;
 DROP INDEX entitlement_history_time;
-CREATE TABLE entitlements_v5 (
-	system     TEXT NOT NULL,
-	scope      TEXT NOT NULL,
-	kind       TEXT NOT NULL,
-	name       TEXT NOT NULL,
-	user_name  TEXT NOT NULL,
-	since      INTEGER NOT NULL,
-	granted_by TEXT NOT NULL,
-	event_id   TEXT NOT NULL,
-	log_index  INTEGER NOT NULL,
-	PRIMARY KEY (system, scope, kind, name, user_name)
-) WITHOUT ROWID;
-INSERT INTO entitlements_v5 (system, scope, kind, name, user_name, since, granted_by, event_id, log_index)
-	SELECT system, scope, kind, name, user_name, since, granted_by, event_id, log_index FROM entitlements;
-DROP TABLE entitlements;
-ALTER TABLE entitlements_v5 RENAME TO entitlements;
-CREATE INDEX entitlements_user ON entitlements (user_name);
-CREATE INDEX entitlements_name ON entitlements (name);
 `,
 }
 
@@ -786,7 +767,7 @@ func (s *SQLite) IndexBacklog() int {
 // it, it ends at the next batch after indexStepEvents more events.
 const (
 	maxIndexEvents  = 8192
-	indexStepEvents = 2048
+	indexStepEvents = 1024
 )
 
 // indexer inserts committed batches' events into the events table until

@@ -2,11 +2,9 @@ package central
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -352,39 +350,4 @@ func TestEntitlementsLiveAndRebuilt(t *testing.T) {
 	}
 	defer rebuilt.Close()
 	check("rebuilt from bodies", rebuilt, last)
-}
-
-// TestMigrateKeepsEntitlements: migration 5 rebuilds the entitlement table
-// (WITHOUT ROWID) with the rows a version 4 store holds.
-func TestMigrateKeepsEntitlements(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, StoreFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
-		t.Fatal(err)
-	}
-	for v := 1; v <= 4; v++ {
-		if _, err := db.Exec(migrations[v-1]); err != nil {
-			t.Fatalf("migration %d: %v", v, err)
-		}
-		if _, err := db.Exec(`INSERT INTO schema_migrations VALUES (?, 0)`, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := db.Exec(`INSERT INTO entitlements VALUES ('linux', 'h1', 'group', 'wheel', 'u1', 5, 'root', 'e1', 7)`); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	s, err := OpenSQLite(ctx, dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	got, err := s.Entitlements(ctx, EntitlementQuery{User: "u1"})
-	if err != nil || len(got) != 1 || got[0].Name != "wheel" || got[0].EventID != "e1" || got[0].LogIndex != 7 {
-		t.Fatalf("after migration: %+v %v", got, err)
-	}
 }
