@@ -57,8 +57,12 @@
 // the "changes" value; the entry's own modifiersName is the plugin. A
 // modify without one is the server's own write (passwordgraceusertime;
 // passwordRetryCount and accountUnlockTime on failed binds): actor
-// "389-ds", type system. accountUnlockTime set is a lockout (user.lock),
-// removed an unlock. Plugins (MemberOf, Referential Integrity) write under
+// "389-ds", type system; a password attribute it writes so is a re-hash
+// on bind (nsslapd-enable-upgrade-hash), a user.modify, not a reset.
+// accountUnlockTime set is a lockout (user.lock), removed an unlock. The
+// Password Modify extended operation (ldappasswd) is recorded with
+// modifiersname cn=server,cn=plugins,cn=config whoever the client was:
+// the actor is unknown (that DN its ID) and the event a password.reset. Plugins (MemberOf, Referential Integrity) write under
 // their own DN, type system. Deletes carry no actor (Actor.Type unknown). "changes" is unfolded and base64-decoded before secret
 // attributes (userPassword, unhashed#user#password, Kerberos and NT keys,
 // configured secret_attributes) are redacted, in Changes and in Raw.

@@ -34,11 +34,13 @@ const (
 	trimmedFile = "testdata/real_389ds_2.3.1_trimmed.ldif"
 	mdbFile     = "testdata/real_389ds_2.3.1_mdb_6915.ldif"
 	exopFile    = "testdata/real_389ds_2.3.1_exop.ldif"
+	rehashFile  = "testdata/real_389ds_2.3.1_rehash.ldif"
 )
 
 // realCleartexts are the throwaway passwords the recording set.
 var realCleartexts = []string{"Helpdesk-Rec-Pw1", "Alice-Initial-Pw1", "Bob-Initial-Pw2", "Alice-Changed-Pw3",
-	"Bob-Reset-Pw4", "Carol-Set-Pw5", "Alice-Reset-Pw6", "Dave-Initial-Pw7", "Dave-Exop-Pw8", "Alice-Exop-Pw9"}
+	"Bob-Reset-Pw4", "Carol-Set-Pw5", "Alice-Reset-Pw6", "Dave-Initial-Pw7", "Dave-Exop-Pw8", "Alice-Exop-Pw9",
+	"Erin-Old-Pw10"}
 
 // recordedSecrets reads a recording without the code under test: it
 // unfolds the LDIF, base64-decodes every "changes" value, and returns each
@@ -67,12 +69,16 @@ func recordedSecrets(t *testing.T, path string) (secrets []string, hashes, clear
 			}
 			hashes++
 			secrets = append(secrets, string(hash), h[1], h[1][:24])
-			// {PBKDF2-SHA512}10000$salt$digest
+			// {PBKDF2-SHA512}10000$salt$digest, or {SSHA}digest+salt
 			parts := strings.Split(string(hash), "$")
-			if len(parts) != 3 || !strings.HasPrefix(parts[0], "{PBKDF2-SHA512}") {
+			switch {
+			case len(parts) == 3 && strings.HasPrefix(parts[0], "{PBKDF2-SHA512}"):
+				secrets = append(secrets, parts[1], parts[2][:20])
+			case strings.HasPrefix(string(hash), "{SSHA}") && len(hash) > 20:
+				secrets = append(secrets, string(hash[6:20]))
+			default:
 				t.Fatalf("recorded hash has an unexpected form: %.20s…", hash)
 			}
-			secrets = append(secrets, parts[1], parts[2][:20])
 		}
 		for _, c := range clearLine.FindAllStringSubmatch(text, -1) {
 			cleartexts++
@@ -271,6 +277,37 @@ func TestReal389DSPasswordModify(t *testing.T) {
 	}
 }
 
+// TestReal389DSRehash: a user added with an {SSHA} password binds, and
+// 389-DS re-hashes it (nsslapd-enable-upgrade-hash): a userpassword write
+// with no modifiersname. That is the server's own modify, not a reset.
+func TestReal389DSRehash(t *testing.T) {
+	evs, probs := parseRecording(t, rehashFile)
+	if len(probs) != 0 {
+		t.Fatalf("problems: %v", probs)
+	}
+	got := byChange(evs)
+	want := map[int64][]string{
+		53: {"user.create success actor=directory manager/unknown user=erin [objectClass uid cn sn userPassword(->[REDACTED])]"},
+		54: {"user.modify success actor=389-ds/system user=erin [userpassword(->[REDACTED])]"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("events of changes %v", got)
+	}
+	for n, w := range want {
+		if !slices.Equal(got[n], w) {
+			t.Errorf("change %d: got %q, want %q", n, got[n], w)
+		}
+	}
+	secrets, hashes, _ := recordedSecrets(t, rehashFile)
+	if hashes != 2 || !slices.Contains(secrets, "{SSHA}19s5N2Gcbo2d+pRwopzEkxI7/LZDf+cz") {
+		t.Fatalf("%d hashes in the recording, want the {SSHA} and the PBKDF2 one", hashes)
+	}
+	for _, e := range evs {
+		js, _ := json.Marshal(e)
+		noSecrets(t, secrets, "event", string(js))
+	}
+}
+
 // recordedEntries reads a recording as the server would return it to the
 // collector's search: only the attributes it asks for, grouped by name.
 func recordedEntries(t testing.TB, path string) []*ldap.Entry {
@@ -312,7 +349,7 @@ func recordedEntries(t testing.TB, path string) []*ldap.Entry {
 // search results, through the live collector's path (fromLDAP, eventsOf)
 // and checks it yields what the LDIF parser yields.
 func TestReal389DSSearchPathAgrees(t *testing.T) {
-	for _, path := range []string{realFile, trimmedFile, mdbFile, exopFile} {
+	for _, path := range []string{realFile, trimmedFile, mdbFile, exopFile, rehashFile} {
 		t.Run(path, func(t *testing.T) {
 			want, _ := parseRecording(t, path)
 			c, err := New(collectors.Settings{Name: "test"}, &Config{Common: conn.Common{URL: "ldap://127.0.0.1:1",

@@ -762,6 +762,11 @@ func (b *builder) modify(cls class) {
 	for _, m := range ch.Mods {
 		base := BaseName(m.Attr)
 		switch {
+		case passwordAttrs[base] && !ch.ActorKnown && ch.ServerActor != "":
+			// The server rewriting a password attribute itself is a
+			// re-hash (389-DS upgrades the scheme on bind), not a new
+			// password: a plain modify.
+			continue
 		case passwordAttrs[base]:
 			pwd = true
 			if pwdAttr == "" || base == "userpassword" {
