@@ -13,12 +13,13 @@ import (
 	"github.com/provtrail/provtrail/event"
 )
 
-// TestFastPathsAgreeWithHCL drives the same random trail through three
+// TestFastPathsAgreeWithHCL drives the same random trail through four
 // engines: one that evaluates every rule for every event as HCL (the
-// reference), one given decoded events, and one given events as central's
+// reference), one given decoded events, one given events as central's
 // index holds them (index fields and JSON, some of it written so that
-// only a full decode reads it right). All three must raise the same
-// alerts, in the same order, with the same keys and events.
+// only a full decode reads it right), and one given the names with the
+// index fields. All must raise the same alerts, in the same order, with
+// the same keys and events.
 func TestFastPathsAgreeWithHCL(t *testing.T) {
 	cfg, ctx := loadRules(t, "testdata/differential.hcl")
 	newEngine := func(slow bool) (*Engine, *memSink) {
@@ -35,6 +36,7 @@ func TestFastPathsAgreeWithHCL(t *testing.T) {
 	ref, refSink := newEngine(true)
 	dec, decSink := newEngine(false)
 	idx, idxSink := newEngine(false)
+	exact, exactSink := newEngine(false)
 
 	rng := rand.New(rand.NewPCG(9, 26))
 	pick := func(xs ...string) string { return xs[rng.IntN(len(xs))] }
@@ -42,7 +44,7 @@ func TestFastPathsAgreeWithHCL(t *testing.T) {
 		"group.member.add", "group.member.remove", "privilege.grant"}
 	at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	var decoded []Indexed
-	var stored []Stored
+	var stored, named []Stored
 	rewritten := 0
 	for i := range 4000 {
 		at = at.Add(time.Duration(rng.IntN(90)) * time.Second)
@@ -90,6 +92,8 @@ func TestFastPathsAgreeWithHCL(t *testing.T) {
 		decoded = append(decoded, Indexed{Event: &got, LogIndex: int64(i / 7)})
 		stored = append(stored, Stored{Fields: indexFields(&got), ID: got.ID, Time: got.Time.UTC(),
 			LogIndex: int64(i / 7), JSON: []byte(s)})
+		named = append(named, Stored{Fields: exactFields(&got), NamesExact: true, ID: got.ID, Time: got.Time.UTC(),
+			LogIndex: int64(i / 7), JSON: []byte(s)})
 	}
 	bg := context.Background()
 	for i := 0; i < len(decoded); {
@@ -101,6 +105,9 @@ func TestFastPathsAgreeWithHCL(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := idx.EvaluateStored(bg, stored[i:i+n], int64(i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := exact.EvaluateStored(bg, named[i:i+n], int64(i)); err != nil {
 			t.Fatal(err)
 		}
 		i += n
@@ -116,7 +123,7 @@ func TestFastPathsAgreeWithHCL(t *testing.T) {
 		}
 	}
 	t.Logf("%d alerts %v; %d events with rewritten JSON", len(want), perRule, rewritten)
-	for name, sink := range map[string]*memSink{"decoded": decSink, "stored": idxSink} {
+	for name, sink := range map[string]*memSink{"decoded": decSink, "stored": idxSink, "stored with names": exactSink} {
 		got := alertLines(sink.alerts)
 		if len(got) != len(want) {
 			t.Errorf("%s: %d alerts, reference %d", name, len(got), len(want))

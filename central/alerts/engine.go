@@ -67,7 +67,7 @@ type Sink interface {
 }
 
 // StateStore keeps the engine's windows and pending sequences across
-// restarts.
+// restarts. SaveAlertState must not retain state after it returns.
 type StateStore interface {
 	LoadAlertState(ctx context.Context) ([]byte, error)
 	SaveAlertState(ctx context.Context, state []byte) error
@@ -116,8 +116,9 @@ type Engine struct {
 
 	// saveMu serialises state writes, so that a later snapshot is never
 	// overwritten by an earlier one; it is taken before mu.
-	saveMu sync.Mutex
-	mu     sync.Mutex // guards everything below and compiled windows
+	saveMu   sync.Mutex
+	stateBuf []byte     // guarded by saveMu
+	mu       sync.Mutex // guards everything below and compiled windows
 	// through is the caller's watermark (central: the last batch id whose
 	// events were evaluated), saved with the windows it produced.
 	through  *int64
@@ -427,7 +428,8 @@ func (e *Engine) evaluate(ctx context.Context, n int, fill func(int, *input), th
 	for _, f := range fired {
 		errs = append(errs, e.emit(ctx, f.a, f.notify))
 	}
-	if first || len(fired) > 0 || time.Since(e.lastSaveTime()) >= e.saveEvery {
+	// Otherwise the flusher writes the state, off the caller's goroutine.
+	if first || len(fired) > 0 || (e.stateDB == nil && time.Since(e.lastSaveTime()) >= e.saveEvery) {
 		errs = append(errs, e.save(ctx))
 	}
 	return errors.Join(errs...)
@@ -468,12 +470,12 @@ func (e *Engine) save(ctx context.Context) error {
 		}
 		st.Windows[c.r.Name] = w
 	}
-	b, err := json.Marshal(&st)
+	b, err := appendState(e.stateBuf[:0], &st)
 	if err != nil {
 		e.mu.Unlock()
 		return fmt.Errorf("encode alert state: %w", err)
 	}
-	e.dirty, e.lastSave = false, time.Now()
+	e.dirty, e.lastSave, e.stateBuf = false, time.Now(), b
 	e.mu.Unlock()
 	if err := e.stateDB.SaveAlertState(ctx, b); err != nil {
 		e.mu.Lock()

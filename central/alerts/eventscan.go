@@ -16,195 +16,184 @@ type eventNames struct{ actor, user, group string }
 // that is not a JSON object; the caller then decodes the event. b must
 // be valid JSON for ok to mean anything.
 func scanNames(b []byte) (n eventNames, ok bool) {
-	s := jsonScan{b: b}
 	var actor, target bool
-	ok = s.object(func(key []byte) bool {
+	i, ok := members(b, 0, func(key []byte, i int) (int, bool) {
 		switch string(key) {
 		case "actor":
 			if actor {
-				return false
+				return i, false
 			}
 			actor = true
-			return s.nameObject(&n.actor)
+			return nameObject(b, i, &n.actor)
 		case "target":
 			if target {
-				return false
+				return i, false
 			}
 			target = true
-			return s.target(&n)
+			return targetObject(b, i, &n)
 		}
-		if bytes.EqualFold(key, []byte("actor")) || bytes.EqualFold(key, []byte("target")) {
-			return false
+		if folds(key, "actor") || folds(key, "target") {
+			return i, false
 		}
-		return s.skip()
+		return skipValue(b, i)
 	})
-	return n, ok && s.end()
+	return n, ok && skipWS(b, i) == len(b)
 }
 
-type jsonScan struct {
-	b []byte
-	i int
-}
-
-func (s *jsonScan) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\r', '\n':
-			s.i++
-		default:
-			return
-		}
+// members reads the object at b[i:], calling member with each key and the
+// index of its value; member returns the index after the value, or false
+// to give up. members returns the index after the object.
+func members(b []byte, i int, member func(key []byte, i int) (int, bool)) (int, bool) {
+	i = skipWS(b, i)
+	if i >= len(b) || b[i] != '{' {
+		return i, false
 	}
-}
-
-func (s *jsonScan) peek() byte {
-	s.ws()
-	if s.i < len(s.b) {
-		return s.b[s.i]
-	}
-	return 0
-}
-
-func (s *jsonScan) end() bool {
-	s.ws()
-	return s.i == len(s.b)
-}
-
-// object reads an object, calling member for each key with the scanner
-// at its value; member returns false to give up.
-func (s *jsonScan) object(member func(key []byte) bool) bool {
-	if s.peek() != '{' {
-		return false
-	}
-	s.i++
-	if s.peek() == '}' {
-		s.i++
-		return true
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, true
 	}
 	for {
-		if s.peek() != '"' {
-			return false
+		key, j, ok := plainString(b, i)
+		if !ok {
+			return j, false
 		}
-		key, ok := s.plainString()
-		if !ok || s.peek() != ':' {
-			return false
+		j = skipWS(b, j)
+		if j >= len(b) || b[j] != ':' {
+			return j, false
 		}
-		s.i++
-		if !member(key) {
-			return false
+		if j, ok = member(key, skipWS(b, j+1)); !ok {
+			return j, false
 		}
-		switch s.peek() {
+		j = skipWS(b, j)
+		if j >= len(b) {
+			return j, false
+		}
+		switch b[j] {
 		case ',':
-			s.i++
+			i = skipWS(b, j+1)
 		case '}':
-			s.i++
-			return true
+			return j + 1, true
 		default:
-			return false
+			return j, false
 		}
 	}
 }
 
-// plainString reads a string without escapes and returns its contents;
-// false for an escaped or non-UTF-8 string (encoding/json would change
-// it) or a control character.
-func (s *jsonScan) plainString() ([]byte, bool) {
-	if s.peek() != '"' {
-		return nil, false
+// folds reports whether key matches name case-insensitively the way
+// encoding/json matches keys to fields, without being name.
+func folds(key []byte, name string) bool {
+	if len(key) == 0 || (key[0] < utf8.RuneSelf && key[0]|0x20 != name[0]) {
+		return false // not even the first letter: the common case
 	}
-	start := s.i + 1
-	for j := start; j < len(s.b); j++ {
-		switch c := s.b[j]; {
+	return string(key) != name && bytes.EqualFold(key, []byte(name))
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString reads the string at b[i:] when it has no escapes and is
+// UTF-8 (encoding/json would change it otherwise) and returns its
+// contents and the index after it.
+func plainString(b []byte, i int) ([]byte, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, i, false
+	}
+	ascii := true
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
 		case c == '"':
-			s.i = j + 1
-			str := s.b[start:j]
-			return str, utf8.Valid(str)
+			s := b[i+1 : j]
+			return s, j + 1, ascii || utf8.Valid(s)
 		case c == '\\' || c < 0x20:
-			return nil, false
+			return nil, j, false
+		case c >= utf8.RuneSelf:
+			ascii = false
 		}
 	}
-	return nil, false
+	return nil, len(b), false
 }
 
-// null consumes a null literal if one is next.
-func (s *jsonScan) null() bool {
-	if s.peek() == 'n' && bytes.HasPrefix(s.b[s.i:], []byte("null")) {
-		s.i += 4
-		return true
-	}
-	return false
+// nullAt reports whether a null literal is at b[i:].
+func nullAt(b []byte, i int) bool {
+	return bytes.HasPrefix(b[i:], []byte("null"))
 }
 
-// nameObject reads an object's "name" into dst: a null object or a null
-// or absent name is "".
-func (s *jsonScan) nameObject(dst *string) bool {
-	if s.null() {
-		return true
+// nameObject reads the "name" of the object at b[i:] into dst: a null
+// object or a null or absent name is "".
+func nameObject(b []byte, i int, dst *string) (int, bool) {
+	if nullAt(b, i) {
+		return i + 4, true
 	}
 	seen := false
-	return s.object(func(key []byte) bool {
+	return members(b, i, func(key []byte, i int) (int, bool) {
 		if string(key) == "name" {
 			if seen {
-				return false
+				return i, false
 			}
 			seen = true
-			if s.null() {
-				return true
+			if nullAt(b, i) {
+				return i + 4, true
 			}
-			v, ok := s.plainString()
+			v, j, ok := plainString(b, i)
 			if ok {
 				*dst = string(v)
 			}
-			return ok
+			return j, ok
 		}
-		if bytes.EqualFold(key, []byte("name")) {
-			return false
+		if folds(key, "name") {
+			return i, false
 		}
-		return s.skip()
+		return skipValue(b, i)
 	})
 }
 
-func (s *jsonScan) target(n *eventNames) bool {
-	if s.null() {
-		return true
+func targetObject(b []byte, i int, n *eventNames) (int, bool) {
+	if nullAt(b, i) {
+		return i + 4, true
 	}
 	var user, group bool
-	return s.object(func(key []byte) bool {
+	return members(b, i, func(key []byte, i int) (int, bool) {
 		switch string(key) {
 		case "user":
 			if user {
-				return false
+				return i, false
 			}
 			user = true
-			return s.nameObject(&n.user)
+			return nameObject(b, i, &n.user)
 		case "group":
 			if group {
-				return false
+				return i, false
 			}
 			group = true
-			return s.nameObject(&n.group)
+			return nameObject(b, i, &n.group)
 		}
-		if bytes.EqualFold(key, []byte("user")) || bytes.EqualFold(key, []byte("group")) {
-			return false
+		if folds(key, "user") || folds(key, "group") {
+			return i, false
 		}
-		return s.skip()
+		return skipValue(b, i)
 	})
 }
 
-// skip passes over one value of any kind.
-func (s *jsonScan) skip() bool {
-	switch s.peek() {
-	case 0:
-		return false
+// skipValue returns the index after the value at b[i:].
+func skipValue(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return i, false
+	}
+	switch b[i] {
 	case '"':
-		return s.skipString()
+		return skipString(b, i)
 	case '{', '[':
 		depth := 0
-		for s.i < len(s.b) {
-			switch s.b[s.i] {
+		for i < len(b) {
+			switch b[i] {
 			case '"':
-				if !s.skipString() {
-					return false
+				var ok bool
+				if i, ok = skipString(b, i); !ok {
+					return i, false
 				}
 				continue
 			case '{', '[':
@@ -212,35 +201,34 @@ func (s *jsonScan) skip() bool {
 			case '}', ']':
 				depth--
 				if depth == 0 {
-					s.i++
-					return true
+					return i + 1, true
 				}
 			}
-			s.i++
+			i++
 		}
-		return false
+		return i, false
 	default:
-		start := s.i
-		for s.i < len(s.b) {
-			switch s.b[s.i] {
+		start := i
+		for i < len(b) {
+			switch b[i] {
 			case ',', '}', ']', ' ', '\t', '\r', '\n':
-				return s.i > start
+				return i, i > start
 			}
-			s.i++
+			i++
 		}
-		return s.i > start
+		return i, i > start
 	}
 }
 
-func (s *jsonScan) skipString() bool {
-	for j := s.i + 1; j < len(s.b); j++ {
-		switch s.b[j] {
+// skipString returns the index after the string at b[i:].
+func skipString(b []byte, i int) (int, bool) {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
 		case '\\':
 			j++
 		case '"':
-			s.i = j + 1
-			return true
+			return j + 1, true
 		}
 	}
-	return false
+	return len(b), false
 }

@@ -101,3 +101,13 @@ func FuzzScanNames(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkScanNames(b *testing.B) {
+	line := []byte(`{"id":"bench-1-5-77","time":"2026-03-01T00:01:17Z","observed_time":"2026-03-01T00:01:17Z","action":"group.member.add","outcome":"success","severity":"medium","actor":{"name":"root","uid":0,"type":"human"},"target":{"user":{"name":"user77"},"group":{"name":"wheel"}},"origin":{"system":"linux","host":"host-bench-1-5","program":"gpasswd"},"source":{"collector":"authlog"},"ocsf":{"class_uid":3006,"activity_id":3,"type_uid":300603,"category_uid":3}}`)
+	for b.Loop() {
+		if _, ok := scanNames(line); !ok {
+			b.Fatal("not sure")
+		}
+	}
+	b.SetBytes(int64(len(line)))
+}

@@ -21,6 +21,10 @@ type Stored struct {
 	ID       string
 	Time     time.Time
 	LogIndex int64
+	// NamesExact says that Fields' Actor, User and Group are the event's
+	// names ("" when it has none), never ids: the engine then does not
+	// read the names from JSON.
+	NamesExact bool
 	// JSON is the event's line in its batch body. It must be valid JSON
 	// (central indexes an event only when it parsed); the engine does not
 	// retain it.
@@ -39,6 +43,9 @@ func (e *Engine) EvaluateStored(ctx context.Context, events []Stored, through in
 		s := &events[i]
 		in.index, in.raw = s.Fields, s.JSON
 		in.ref = EventRef{ID: s.ID, LogIndex: s.LogIndex, Time: s.Time}
+		if s.NamesExact {
+			in.exact, in.exactOK = s.Fields, true
+		}
 	}, &through)
 }
 

@@ -2,7 +2,9 @@ package alerts
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -116,4 +118,41 @@ func TestStateWrittenPerIntervalNotPerEvent(t *testing.T) {
 	}
 	fast.Close()
 	eng.Close()
+}
+
+// TestAppendStateDecodesLikeJSON: the state encoder writes what
+// encoding/json reads back as the same state, for odd keys, ids and
+// times too.
+func TestAppendStateDecodesLikeJSON(t *testing.T) {
+	st := bigState()
+	st.Windows["odd \"rule\"\n"] = map[string][]EventRef{
+		"k\\ey|\u2028|é|\x01": {{ID: "<id>&\"", LogIndex: -3, Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("x", 3600))}},
+		"":                    {{ID: "", Time: time.Time{}}},
+	}
+	st.Windows["empty"] = map[string][]EventRef{}
+	b, err := appendState(nil, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want engineState
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("%v: %.200s", err, b)
+	}
+	ref, _ := json.Marshal(st)
+	if err := json.Unmarshal(ref, &want); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Error("appendState and encoding/json decode differently")
+	}
+	st.Through = nil
+	b, _ = appendState(nil, st)
+	var none engineState
+	if err := json.Unmarshal(b, &none); err != nil || none.Through != nil {
+		t.Errorf("without watermark: %v, %v", err, none.Through)
+	}
+	st.Windows["bad"] = map[string][]EventRef{"k": {{ID: "x", Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}}
+	if _, err := appendState(nil, st); err == nil {
+		t.Error("year 10000 encoded")
+	}
 }
