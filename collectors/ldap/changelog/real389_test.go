@@ -2,6 +2,7 @@ package changelog
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -35,6 +36,7 @@ const (
 	mdbFile     = "testdata/real_389ds_2.3.1_mdb_6915.ldif"
 	exopFile    = "testdata/real_389ds_2.3.1_exop.ldif"
 	rehashFile  = "testdata/real_389ds_2.3.1_rehash.ldif"
+	privFile    = "testdata/real_389ds_2.3.1_privdelete.ldif"
 )
 
 // realCleartexts are the throwaway passwords the recording set.
@@ -308,6 +310,83 @@ func TestReal389DSRehash(t *testing.T) {
 	}
 }
 
+// history joins the recordings of the bdb instance, dumped one after the
+// other (changes 1-46, 46-49 after the trim, 50-52, 53-54, 55-61), into
+// its changelog from change 1, each change once.
+func history(t *testing.T) []byte {
+	t.Helper()
+	num := regexp.MustCompile(`(?m)^changeNumber: (\d+)$`)
+	var out []byte
+	last := 0
+	for _, f := range []string{realFile, trimmedFile, exopFile, rehashFile, privFile} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rec := range strings.Split(strings.TrimSpace(string(b)), "\n\n") {
+			m := num.FindStringSubmatch(rec)
+			if m == nil {
+				t.Fatalf("%s: record without changeNumber", f)
+			}
+			n, _ := strconv.Atoi(m[1])
+			if n <= last {
+				continue
+			}
+			if n != last+1 {
+				t.Fatalf("%s: change %d follows %d", f, n, last)
+			}
+			last = n
+			out = append(out, rec+"\n\n"...)
+		}
+	}
+	if last != 61 {
+		t.Fatalf("history ends at %d", last)
+	}
+	return out
+}
+
+// TestReal389DSPrivilegedDeletes reads the whole recorded history: erin is
+// added to the privileged admins group (55), dave, a member, is deleted
+// and Referential Integrity removes him (59), and admins is deleted with
+// erin in it (60). 389-DS records no old values for that delete: erin's
+// privilege revoke comes from what the collector remembers of admins
+// since its creation (13).
+func TestReal389DSPrivilegedDeletes(t *testing.T) {
+	probs := &ldaptest.Problems{}
+	p, _ := NewParser(collectors.Settings{Name: "test", Problems: probs},
+		&Config{Common: conn.Common{PrivilegedGroups: testPrivileged}})
+	var s ldaptest.Sink
+	if err := p.Parse(context.Background(), bytes.NewReader(history(t)), "history", &s); err != nil {
+		t.Fatal(err)
+	}
+	if len(probs.List()) != 0 {
+		t.Fatalf("problems: %v", probs.List())
+	}
+	got := byChange(s.Events())
+	priv := "priv=cn=admins,ou=groups,dc=example,dc=com"
+	for n, want := range map[int64][]string{
+		55: {"group.member.add success actor=helpdesk/human user=erin group=admins [member(->uid=erin,ou=people,dc=example,dc=com)]",
+			"privilege.grant success actor=helpdesk/human user=erin group=admins " + priv + " []"},
+		56: {"user.modify success actor=MemberOf Plugin/system user=erin [objectclass]"},
+		57: nil,
+		58: {"user.delete success actor=/unknown user=dave []"},
+		59: {"group.member.remove success actor=referential integrity postoperation/system user=dave group=admins [member(uid=dave,ou=people,dc=example,dc=com->)]",
+			"privilege.revoke success actor=referential integrity postoperation/system user=dave group=admins " + priv + " []"},
+		60: {"group.delete success actor=/unknown group=admins []",
+			"privilege.revoke success actor=/unknown user=erin group=admins " + priv + " []"},
+		61: nil,
+	} {
+		if !slices.Equal(got[n], want) {
+			t.Errorf("change %d:\ngot  %q\nwant %q", n, got[n], want)
+		}
+	}
+	// Read alone, without admins' history, the delete is only a delete.
+	evs, _ := parseRecording(t, privFile)
+	if g := byChange(evs)[60]; !slices.Equal(g, []string{"group.delete success actor=/unknown group=admins []"}) {
+		t.Errorf("change 60 without history: %q", g)
+	}
+}
+
 // recordedEntries reads a recording as the server would return it to the
 // collector's search: only the attributes it asks for, grouped by name.
 func recordedEntries(t testing.TB, path string) []*ldap.Entry {
@@ -349,7 +428,7 @@ func recordedEntries(t testing.TB, path string) []*ldap.Entry {
 // search results, through the live collector's path (fromLDAP, eventsOf)
 // and checks it yields what the LDIF parser yields.
 func TestReal389DSSearchPathAgrees(t *testing.T) {
-	for _, path := range []string{realFile, trimmedFile, mdbFile, exopFile, rehashFile} {
+	for _, path := range []string{realFile, trimmedFile, mdbFile, exopFile, rehashFile, privFile} {
 		t.Run(path, func(t *testing.T) {
 			want, _ := parseRecording(t, path)
 			c, err := New(collectors.Settings{Name: "test"}, &Config{Common: conn.Common{URL: "ldap://127.0.0.1:1",
