@@ -186,10 +186,30 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	a.fw, err = pipeline.NewForwarder(pipeline.ForwarderConfig{
+	var prover *pipeline.Prover
+	if cfg.Forward.LogKeyFile != "" {
+		vkey, err := os.ReadFile(cfg.Forward.LogKeyFile)
+		if err != nil {
+			return fmt.Errorf("agent: forward.log_key_file: %w", err)
+		}
+		prover, err = pipeline.NewProver(pipeline.ProverConfig{
+			URL: cfg.Forward.URL, Client: client, AgentID: cfg.Agent.ID, StateDir: stateDir,
+			LogKey: string(vkey), Interval: cfg.Forward.ProofInterval, Metrics: a.pm, Logger: a.log,
+		})
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+	} else {
+		a.log.Info("no forward.log_key_file: acknowledged batches are not checked against central's transparency log")
+	}
+	fwCfg := pipeline.ForwarderConfig{
 		URL: cfg.Forward.URL, Client: client, Spool: a.sp, Commit: a.p.CommitPositions, StateDir: stateDir,
 		UserAgent: "provtrail-agent/" + a.opt.Version, Metrics: a.pm, Logger: a.log,
-	})
+	}
+	if prover != nil {
+		fwCfg.OnReceipt = prover.Add
+	}
+	a.fw, err = pipeline.NewForwarder(fwCfg)
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -234,6 +254,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			errc <- fmt.Errorf("forwarder: %w", err)
 		}
 	}()
+	if prover != nil {
+		bg.Go(func() { prover.Run(fwCtx) })
+	}
 
 	collCtx, collCancel := context.WithCancel(context.Background())
 	defer collCancel()

@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	tlog "github.com/transparency-dev/formats/log"
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/provtrail/provtrail/collectors"
 	"github.com/provtrail/provtrail/pipeline"
 )
@@ -83,7 +86,44 @@ func Check(ctx context.Context, cfg *Config, reg *collectors.Registry, opt Optio
 			last.Detail = "reachable, certificate verified, healthy"
 		}
 	}
+	if cfg.Forward.LogKeyFile != "" {
+		add("log key "+cfg.Forward.LogKeyFile, checkLogKey(ctx, cfg.Forward), "central's checkpoint verifies under it")
+	}
 	return out
+}
+
+// checkLogKey checks that central's current checkpoint is signed by the
+// configured log key: with another key every proof would fail.
+func checkLogKey(ctx context.Context, fw ForwardSettings) error {
+	vkey, err := os.ReadFile(fw.LogKeyFile)
+	if err != nil {
+		return err
+	}
+	v, err := note.NewVerifier(strings.TrimSpace(string(vkey)))
+	if err != nil {
+		return fmt.Errorf("not a note verifier key: %w", err)
+	}
+	client, err := pipeline.NewHTTPClient(pipeline.TLSFiles{CAFile: fw.CAFile, CertFile: fw.CertFile, KeyFile: fw.KeyFile}, fw.Timeout)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(fw.URL, "/")+"/v1/checkpoint", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot fetch central's checkpoint: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return errors.New("central's checkpoint: " + resp.Status + ": " + strings.TrimSpace(string(body)))
+	}
+	if _, _, _, err := tlog.ParseCheckpoint(body, v.Name(), v); err != nil {
+		return fmt.Errorf("central's checkpoint does not verify under this key: %w", err)
+	}
+	return nil
 }
 
 func checkWritableDir(dir string) error {

@@ -22,8 +22,10 @@ const (
 	DefaultSpoolMaxBytes     = 1 << 30
 	DefaultHeartbeatInterval = time.Minute
 	DefaultForwardTimeout    = 30 * time.Second
-	DefaultAudience          = "provtrail"
-	DefaultCompression       = "zstd"
+	// DefaultProofInterval is how often inclusion proofs are fetched.
+	DefaultProofInterval = 30 * time.Second
+	DefaultAudience      = "provtrail"
+	DefaultCompression   = "zstd"
 )
 
 // Config is the agent's runtime configuration, built once from agent.hcl.
@@ -69,6 +71,11 @@ type ForwardSettings struct {
 	SpoolMaxBytes  int64
 	Compression    string
 	Timeout        time.Duration
+	// LogKeyFile is central's log checkpoint key (a note verifier key,
+	// central's DATA_DIR/log/log.vkey); with it the agent fetches and
+	// checks the inclusion proof of every acknowledged batch.
+	LogKeyFile    string
+	ProofInterval time.Duration
 }
 
 // MetricsSettings is the metrics block; an empty Listen disables the
@@ -111,6 +118,8 @@ type forwardBlock struct {
 	SpoolMaxBytes  hcl.Expression `hcl:"spool_max_bytes,optional"`
 	Compression    *string        `hcl:"compression,optional"`
 	Timeout        hcl.Expression `hcl:"timeout,optional"`
+	LogKeyFile     *string        `hcl:"log_key_file,optional"`
+	ProofInterval  hcl.Expression `hcl:"proof_interval,optional"`
 }
 
 type metricsBlock struct {
@@ -276,6 +285,9 @@ func decodeForward(b *hcl.Block, ctx *hcl.EvalContext, baseDir string, out *Forw
 	out.SpoolMaxBytes, d = hclconfig.Size(fb.SpoolMaxBytes, ctx, DefaultSpoolMaxBytes)
 	diags = append(diags, d...)
 	out.Timeout, d = hclconfig.Duration(fb.Timeout, ctx, DefaultForwardTimeout)
+	diags = append(diags, d...)
+	out.LogKeyFile = hclconfig.Path(baseDir, hclconfig.Deref(fb.LogKeyFile, ""))
+	out.ProofInterval, d = hclconfig.Duration(fb.ProofInterval, ctx, DefaultProofInterval)
 	diags = append(diags, d...)
 	if out.SpoolMaxBytes < 2*out.BatchMaxBytes {
 		diags = append(diags, hclconfig.Error(fb.SpoolMaxBytes.Range(), "Invalid forward.spool_max_bytes",

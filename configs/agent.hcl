@@ -17,6 +17,9 @@ forward {
   batch_max_events = 500
   batch_max_wait   = "1s"
   spool_max_bytes  = "1GiB"
+  # Central's log key (its DATA_DIR/log/log.vkey), copied once out of band: the agent then
+  # checks that every acknowledged batch is in central's transparency log.
+  # log_key_file   = "/etc/provtrail/log.vkey"
 }
 
 metrics {

@@ -144,8 +144,11 @@ type ForwarderConfig struct {
 	MinBackoff, MaxBackoff time.Duration
 	MaxRetryWait           time.Duration
 	UserAgent              string
-	Metrics                *Metrics
-	Logger                 *slog.Logger
+	// OnReceipt, if set, is given every receipt of a delivered batch (the
+	// Prover's Add).
+	OnReceipt func(Receipt)
+	Metrics   *Metrics
+	Logger    *slog.Logger
 }
 
 // Forwarder sends spooled batches to central, strictly in order, one at a
@@ -409,6 +412,9 @@ func (f *Forwarder) markDelivered(idx uint64, env []byte, r Receipt) error {
 	}
 	if env != nil {
 		f.delivered[idx] = lastAcked{Envelope: env, Receipt: r}
+	}
+	if f.cfg.OnReceipt != nil {
+		f.cfg.OnReceipt(r)
 	}
 	f.pending = idx
 	return nil

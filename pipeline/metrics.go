@@ -23,6 +23,10 @@ type Metrics struct {
 	ForwardSetAside prometheus.Counter
 	ForwardLag      prometheus.Gauge
 	LastAck         prometheus.Gauge
+	ProofsVerified  prometheus.Counter
+	ProofFailures   *prometheus.CounterVec
+	ProofBacklog    prometheus.Gauge
+	LogTreeSize     prometheus.Gauge
 }
 
 // NewMetrics creates and registers the pipeline metrics on reg.
@@ -74,8 +78,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		LastAck: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "provtrail_agent_last_ack_timestamp_seconds", Help: "When central last acknowledged a batch (Unix time).",
 		}),
+		ProofsVerified: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "provtrail_agent_proofs_verified_total", Help: "Acknowledged batches whose inclusion in central's transparency log the agent verified.",
+		}),
+		ProofFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "provtrail_agent_log_check_failures_total", Help: "Checks of central's transparency log that failed, by check (checkpoint, consistency, inclusion, leaf, missing): evidence of a rewritten or lying log.",
+		}, []string{"check"}),
+		ProofBacklog: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "provtrail_agent_proof_backlog", Help: "Acknowledged batches waiting for their inclusion proof.",
+		}),
+		LogTreeSize: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "provtrail_agent_log_tree_size", Help: "Tree size of the newest checkpoint of central's log the agent verified.",
+		}),
 	}
 	reg.MustRegister(m.RecordsIn, m.RecordsOut, m.LastRecord, m.EventLag, m.Redactions, m.EncodeErrors, m.Batches, m.BatchEvents,
-		m.EmitBlocked, m.SealErrors, m.ForwardBatches, m.ForwardErrors, m.ForwardSetAside, m.ForwardLag, m.LastAck)
+		m.EmitBlocked, m.SealErrors, m.ForwardBatches, m.ForwardErrors, m.ForwardSetAside, m.ForwardLag, m.LastAck,
+		m.ProofsVerified, m.ProofFailures, m.ProofBacklog, m.LogTreeSize)
 	return m
 }

@@ -166,6 +166,8 @@ forward {
   audience       = "e2e-central"
   ca_file        = %q
   batch_max_wait = "100ms"
+  log_key_file   = "agent-copy-of-log.vkey"
+  proof_interval = "200ms"
 }
 collector "authlog" "system" {
   paths         = [%q]
@@ -183,6 +185,12 @@ collector "authlog" "system" {
 		}
 		return err == nil
 	})
+	// The agent holds its own copy of the log's key, as an auditor does.
+	logKey, err := os.ReadFile(filepath.Join(dir, "data", central.LogDir, central.LogKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, "agent-copy-of-log.vkey", string(logKey))
 	stopAgent, _, agentErr := startCmd(t, "agent", "--config", agentHCL, "--log-level", "warn")
 
 	query := func(args ...string) []map[string]any {
@@ -278,6 +286,31 @@ collector "authlog" "system" {
 	if code != 0 || !strings.Contains(out, "verified: no problems found") || !strings.Contains(out, "ok   inclusion of log index 0 (agent web-01") {
 		t.Fatalf("verify --url: %d\n%s\n%s", code, out, errs)
 	}
+
+	// The agent fetched and checked the inclusion proof of every batch
+	// central acknowledged.
+	countLines := func(name string) int {
+		b, _ := os.ReadFile(filepath.Join(dir, "state", "receipts", name))
+		return strings.Count(string(b), "\n")
+	}
+	waitFor(t, 15*time.Second, "inclusion proofs for every acknowledged batch", func() bool {
+		n := countLines("receipts.ndjson")
+		return n > 0 && countLines("proofs.ndjson") >= n
+	})
+	proofs, err := os.ReadFile(filepath.Join(dir, "state", "receipts", "proofs.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(proofs)), "\n") {
+		var pr struct {
+			Seq       uint64 `json:"seq"`
+			TLogProof string `json:"tlog_proof"`
+		}
+		if err := json.Unmarshal([]byte(line), &pr); err != nil || !strings.HasPrefix(pr.TLogProof, "c2sp.org/tlog-proof@v1\n") {
+			t.Fatalf("proof line %q: %v", line, err)
+		}
+	}
+	t.Logf("agent proved %d batches in central's log", countLines("proofs.ndjson"))
 
 	if code := stopAgent(); code != 0 {
 		t.Fatalf("agent exit %d: %s", code, agentErr.String())

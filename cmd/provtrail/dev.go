@@ -101,7 +101,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "provtrail dev: --collectors: %v\n", err)
 		return exitUsage
 	}
-	if err := writeDevAgentHCL(env, url, paths, startAt, extra); err != nil {
+	logKey := filepath.Join(cfg.Central.DataDir, central.LogDir, central.LogKeyFile)
+	if err := writeDevAgentHCL(env, url, logKey, paths, startAt, extra); err != nil {
 		fmt.Fprintf(stderr, "provtrail dev: %v\n", err)
 		return exitFailure
 	}
@@ -232,7 +233,7 @@ func devHostCollectors(list string, haveAuthLog bool) (string, []string, error) 
 	return b.String(), names, nil
 }
 
-func writeDevAgentHCL(e *devEnv, url string, paths []string, startAt, extra string) error {
+func writeDevAgentHCL(e *devEnv, url, logKey string, paths []string, startAt, extra string) error {
 	quoted := make([]string, len(paths))
 	for i, p := range paths {
 		quoted[i] = fmt.Sprintf("%q", p)
@@ -251,6 +252,9 @@ forward {
   url            = %q
   audience       = "provtrail-dev"
   batch_max_wait = "200ms"
+  # Check every acknowledged batch's inclusion in central's log.
+  log_key_file   = %q
+  proof_interval = "5s"
 }
 
 collector "authlog" "system" {
@@ -258,7 +262,7 @@ collector "authlog" "system" {
   start_at    = %q
   flush_after = "200ms"
 }
-`, e.agentState, e.agentKey, url, strings.Join(quoted, ", "), startAt) + extra
+`, e.agentState, e.agentKey, url, logKey, strings.Join(quoted, ", "), startAt) + extra
 	return os.WriteFile(e.agentHCL, []byte(src), 0o600)
 }
 
