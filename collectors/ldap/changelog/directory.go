@@ -30,8 +30,80 @@ type directory struct {
 
 type knownEntry struct {
 	classes [][]byte
-	members map[string][][]byte // member, uniquemember, memberuid →
+	members map[string]*valueSet // member, uniquemember, memberuid →
 	size    int
+}
+
+// valueSet is a list of membership values with an index by valueKey, so
+// that a change costs what its own values cost, not the group's size.
+type valueSet struct {
+	attr string
+	vals [][]byte
+	idx  map[string]int
+}
+
+func newValueSet(attr string) *valueSet { return &valueSet{attr: attr, idx: map[string]int{}} }
+
+func (s *valueSet) add(v []byte) {
+	k := valueKey(s.attr, v)
+	if _, ok := s.idx[k]; ok {
+		return
+	}
+	s.idx[k] = len(s.vals)
+	s.vals = append(s.vals, v)
+}
+
+// del removes v, moving the last value into its place.
+func (s *valueSet) del(v []byte) {
+	k := valueKey(s.attr, v)
+	i, ok := s.idx[k]
+	if !ok {
+		return
+	}
+	delete(s.idx, k)
+	last := len(s.vals) - 1
+	if i != last {
+		s.vals[i] = s.vals[last]
+		s.idx[valueKey(s.attr, s.vals[i])] = i
+	}
+	s.vals[last] = nil
+	s.vals = s.vals[:last]
+}
+
+func (s *valueSet) clear() {
+	s.vals = nil
+	clear(s.idx)
+}
+
+// apply applies one modification.
+func (s *valueSet) apply(m norm.Mod) {
+	switch m.Op {
+	case norm.OpReplace:
+		s.clear()
+		for _, v := range m.Values {
+			s.add(v)
+		}
+	case norm.OpAdd:
+		for _, v := range m.Values {
+			s.add(v)
+		}
+	case norm.OpDelete:
+		if len(m.Values) == 0 {
+			s.clear()
+		}
+		for _, v := range m.Values {
+			s.del(v)
+		}
+	}
+}
+
+func (k *knownEntry) set(attr string) *valueSet {
+	s := k.members[attr]
+	if s == nil {
+		s = newValueSet(attr)
+		k.members[attr] = s
+	}
+	return s
 }
 
 func newDirectory() *directory { return &directory{entries: map[string]*knownEntry{}} }
@@ -64,7 +136,7 @@ func (d *directory) old(ch *norm.Change) {
 	}
 	ch.Old = map[string][][]byte{"objectclass": k.classes}
 	for a, vs := range k.members {
-		ch.Old[a] = vs
+		ch.Old[a] = vs.vals
 	}
 	ch.OldKnown = true
 }
@@ -82,14 +154,18 @@ func (d *directory) apply(ch *norm.Change) {
 			delete(d.entries, key)
 			return
 		}
-		k := &knownEntry{members: map[string][][]byte{}}
+		k := &knownEntry{members: map[string]*valueSet{}}
 		for _, m := range ch.Mods {
 			switch b := norm.BaseName(m.Attr); {
 			case b == "objectclass":
 				k.classes = append(k.classes, m.Values...)
 			case memberAttrs[b]:
-				k.members[b] = append(k.members[b], m.Values...)
-				k.size += len(m.Values)
+				s := k.set(b)
+				k.size -= len(s.vals)
+				for _, v := range m.Values {
+					s.add(v)
+				}
+				k.size += len(s.vals)
 			}
 		}
 		d.remember(key, k)
@@ -112,9 +188,10 @@ func (d *directory) apply(ch *norm.Change) {
 			case b == "objectclass":
 				k.classes = applyMod(k.classes, m, func(v []byte) string { return strings.ToLower(strings.TrimSpace(string(v))) })
 			case memberAttrs[b]:
-				before := len(k.members[b])
-				k.members[b] = applyMod(k.members[b], m, func(v []byte) string { return valueKey(b, v) })
-				k.size += len(k.members[b]) - before
+				s := k.set(b)
+				k.size -= len(s.vals)
+				s.apply(m)
+				k.size += len(s.vals)
 			}
 		}
 		d.remember(key, k)
@@ -130,7 +207,7 @@ func (d *directory) remember(key string, k *knownEntry) {
 	d.entries[key] = k
 }
 
-// applyMod applies one modification to a value list.
+// applyMod applies one modification to a short value list (the classes).
 func applyMod(vals [][]byte, m norm.Mod, key func([]byte) string) [][]byte {
 	switch m.Op {
 	case norm.OpReplace:
