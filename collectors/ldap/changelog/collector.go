@@ -255,9 +255,16 @@ func (c *Collector) pollOnce(ctx context.Context, l *ldap.Conn, st *runState, ou
 			continue
 		}
 		rec := fromLDAP(x.e)
-		_, evs, err := eventsOf(c.norm, st.dir, rec, "", c.now())
+		e, evs, err := eventsOf(c.norm, st.dir, rec, "", c.now())
 		if err != nil {
 			report(c.set, collectors.Problem{Where: c.where() + "/" + x.e.DN, Reason: err.Error()})
+		}
+		if drop, warn := skip(c.cfg, e); drop {
+			evs = nil
+		} else if warn && !st.reported["noflag"] {
+			st.reported["noflag"] = true
+			c.log.Warn("skip_replicated cannot work: no isReplicated in the changelog")
+			report(c.set, collectors.Problem{Where: c.where() + "/" + x.e.DN, Reason: noFlag})
 		}
 		if len(evs) > 0 {
 			recs := make([]collectors.Record, len(evs))

@@ -35,11 +35,20 @@ const (
 //	  poll_interval      = "5s"
 //	  page_size          = 500
 //	  persistent_search  = true   # wake on the server's psearch, poll anyway
+//	  skip_replicated    = false  # see below
 //	}
+//
+// Every supplier of a replicated topology (FreeIPA replicas) logs every
+// change in its own changelog, the replicated ones with isReplicated:
+// TRUE when the Retro Changelog Plugin has "nsslapd-attribute:
+// isReplicated". With a collector on each supplier, skip_replicated = true
+// makes each change an event once, from the supplier it was made on. With
+// one collector for the topology, leave it false.
 type Config struct {
 	conn.Common
 	PollInterval     time.Duration
 	PersistentSearch bool
+	SkipReplicated   bool
 
 	ranges conn.Ranges
 }
@@ -47,6 +56,7 @@ type Config struct {
 type specific struct {
 	PollInterval     hcl.Expression `hcl:"poll_interval,optional"`
 	PersistentSearch *bool          `hcl:"persistent_search,optional"`
+	SkipReplicated   *bool          `hcl:"skip_replicated,optional"`
 }
 
 // LogValue never shows the password.
@@ -76,6 +86,9 @@ func decodeConfig(body hcl.Body, ctx *hcl.EvalContext) (collectors.Config, hcl.D
 	c.PollInterval = d
 	if sp.PersistentSearch != nil {
 		c.PersistentSearch = *sp.PersistentSearch
+	}
+	if sp.SkipReplicated != nil {
+		c.SkipReplicated = *sp.SkipReplicated
 	}
 	c.Common.ResolvePaths(c.ranges)
 	if c.BaseDN == "" {

@@ -66,8 +66,9 @@ secret_attributes = ["appToken"]
 poll_interval = "2s"
 page_size = 100
 persistent_search = true
+skip_replicated = true
 `, check: func(t *testing.T, c *Config) {
-			if c.PollInterval != 2*time.Second || c.PageSize != 100 || !c.StartTLS || c.BaseDN != "cn=log" || !c.PersistentSearch {
+			if c.PollInterval != 2*time.Second || c.PageSize != 100 || !c.StartTLS || c.BaseDN != "cn=log" || !c.PersistentSearch || !c.SkipReplicated {
 				t.Errorf("decoded: %+v", c)
 			}
 		}},

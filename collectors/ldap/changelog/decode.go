@@ -49,6 +49,9 @@ type entry struct {
 	change  *norm.Change
 	changes []ldif.Attr // the decoded "changes" lines, for Raw
 	badBlob bool
+	// replicated is isReplicated: TRUE; flagged says the entry has
+	// isReplicated at all (the plugin must be configured to write it).
+	replicated, flagged bool
 }
 
 var errNotChangelog = errors.New("not a changelog entry")
@@ -85,6 +88,10 @@ func decode(r *ldif.Record) (*entry, error) {
 		return nil, err
 	}
 	e := &entry{number: n, time: r.First("changeTime"), target: r.First("targetDn")}
+	if v := r.Values("isReplicated"); len(v) > 0 {
+		e.flagged = true
+		e.replicated = strings.EqualFold(strings.TrimSpace(string(v[0])), "TRUE")
+	}
 	typ := strings.ToLower(strings.TrimSpace(r.First("changeType")))
 	if e.target == "" || typ == "" || e.time == "" {
 		return nil, errors.New("changelog entry lacks targetDn, changeType or changeTime")

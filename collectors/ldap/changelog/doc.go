@@ -51,6 +51,15 @@
 // Entries created before the oldest change are handled by DN shape, and a
 // replace of their members is a plain group.modify.
 //
+// # Replication
+//
+// Each supplier of a replicated topology logs every change, the other
+// suppliers' with isReplicated: TRUE (when the plugin is configured with
+// "nsslapd-attribute: isReplicated"; FreeIPA's configuration does not
+// have it). skip_replicated = true, for a collector on each supplier,
+// emits only the changes made on that supplier; without isReplicated in
+// the entries it cannot, which is reported once.
+//
 // # Events
 //
 // The actor is the modifiersName (creatorsName for an add) written inside

@@ -54,6 +54,7 @@ func (p *Parser) Parse(ctx context.Context, r io.Reader, name string, out collec
 	}
 	rd := ldif.NewReader(r)
 	dir := newDirectory()
+	warned := false
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -70,9 +71,17 @@ func (p *Parser) Parse(ctx context.Context, r io.Reader, name string, out collec
 		if err != nil {
 			return fmt.Errorf("read %s: %w", name, err)
 		}
-		_, evs, err := eventsOf(n, dir, rec, name, p.now())
+		e, evs, err := eventsOf(n, dir, rec, name, p.now())
 		if err != nil {
 			report(p.set, collectors.Problem{Where: fmt.Sprintf("%s:%d", name, rec.Line), Reason: err.Error(), Sample: rec.DN})
+			continue
+		}
+		drop, warn := skip(p.cfg, e)
+		if warn && !warned {
+			warned = true
+			report(p.set, collectors.Problem{Where: fmt.Sprintf("%s:%d", name, rec.Line), Reason: noFlag})
+		}
+		if drop {
 			continue
 		}
 		if len(evs) == 0 {
@@ -87,6 +96,20 @@ func (p *Parser) Parse(ctx context.Context, r io.Reader, name string, out collec
 		}
 	}
 }
+
+// skip says whether the events of e are left out: a replicated change
+// when cfg says so. warn is set when skip_replicated cannot work because
+// the entry does not say.
+func skip(cfg *Config, e *entry) (skip, warn bool) {
+	if cfg == nil || !cfg.SkipReplicated || e == nil {
+		return false, false
+	}
+	return e.replicated, !e.flagged
+}
+
+// noFlag is the problem reported (once) when skip_replicated is set and
+// the changelog does not carry isReplicated.
+const noFlag = "skip_replicated is set but changelog entries carry no isReplicated: add \"nsslapd-attribute: isReplicated\" to cn=Retro Changelog Plugin,cn=plugins,cn=config; every change is emitted meanwhile"
 
 // eventsOf decodes and normalises one changelog entry, with what dir
 // (which may be nil) knows of the entry changed, and records the change

@@ -37,12 +37,14 @@ const (
 	exopFile    = "testdata/real_389ds_2.3.1_exop.ldif"
 	rehashFile  = "testdata/real_389ds_2.3.1_rehash.ldif"
 	privFile    = "testdata/real_389ds_2.3.1_privdelete.ldif"
+	replS1File  = "testdata/real_389ds_2.3.1_repl_s1.ldif"
+	replS2File  = "testdata/real_389ds_2.3.1_repl_s2.ldif"
 )
 
 // realCleartexts are the throwaway passwords the recording set.
 var realCleartexts = []string{"Helpdesk-Rec-Pw1", "Alice-Initial-Pw1", "Bob-Initial-Pw2", "Alice-Changed-Pw3",
 	"Bob-Reset-Pw4", "Carol-Set-Pw5", "Alice-Reset-Pw6", "Dave-Initial-Pw7", "Dave-Exop-Pw8", "Alice-Exop-Pw9",
-	"Erin-Old-Pw10"}
+	"Erin-Old-Pw10", "Frank-Repl-Pw11"}
 
 // recordedSecrets reads a recording without the code under test: it
 // unfolds the LDIF, base64-decodes every "changes" value, and returns each
@@ -387,6 +389,68 @@ func TestReal389DSPrivilegedDeletes(t *testing.T) {
 	}
 }
 
+// TestReal389DSReplicated reads the changelogs of two replicating
+// suppliers: frank was added and put in developers on supplier 2, his
+// mail changed on supplier 1, and each supplier logged all three changes
+// (the other's with isReplicated: TRUE, along with keep-alive entries).
+// With skip_replicated, a collector per supplier emits each change once.
+func TestReal389DSReplicated(t *testing.T) {
+	parse := func(path string, in []byte, skipRepl bool) ([]string, []collectors.Problem) {
+		probs := &ldaptest.Problems{}
+		p, _ := NewParser(collectors.Settings{Name: "test", Problems: probs},
+			&Config{Common: conn.Common{PrivilegedGroups: testPrivileged}, SkipReplicated: skipRepl})
+		var s ldaptest.Sink
+		if err := p.Parse(context.Background(), bytes.NewReader(in), path, &s); err != nil {
+			t.Fatal(err)
+		}
+		return lines(s.Events()), probs.List()
+	}
+	read := func(path string) []byte {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	create := "user.create success actor=helpdesk/human user=frank [objectClass uid cn sn userPassword(->[REDACTED])]"
+	join := "group.member.add success actor=helpdesk/human user=frank group=developers [member(->uid=frank,ou=people,dc=example,dc=com)]"
+	mail := "user.modify success actor=helpdesk/human user=frank [mail]"
+	tests := []struct {
+		path     string
+		skipRepl bool
+		want     []string
+	}{
+		{replS1File, false, []string{create, mail, join}},
+		{replS2File, false, []string{create, join, mail}},
+		{replS1File, true, []string{mail}},
+		{replS2File, true, []string{create, join}},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s skip=%v", tt.path, tt.skipRepl), func(t *testing.T) {
+			got, probs := parse(tt.path, read(tt.path), tt.skipRepl)
+			if len(probs) != 0 {
+				t.Fatalf("problems: %v", probs)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+	// Without nsslapd-attribute: isReplicated (FreeIPA's configuration)
+	// nothing can be skipped: everything is emitted, and that is reported
+	// once.
+	t.Run("no isReplicated", func(t *testing.T) {
+		in := regexp.MustCompile(`(?m)^isReplicated: \w+\n`).ReplaceAll(read(replS1File), nil)
+		got, probs := parse(replS1File, in, true)
+		if !slices.Equal(got, []string{create, mail, join}) {
+			t.Fatalf("got %q", got)
+		}
+		if len(probs) != 1 || !strings.Contains(probs[0].Reason, "nsslapd-attribute: isReplicated") {
+			t.Fatalf("problems = %v", probs)
+		}
+	})
+}
+
 // recordedEntries reads a recording as the server would return it to the
 // collector's search: only the attributes it asks for, grouped by name.
 func recordedEntries(t testing.TB, path string) []*ldap.Entry {
@@ -428,7 +492,7 @@ func recordedEntries(t testing.TB, path string) []*ldap.Entry {
 // search results, through the live collector's path (fromLDAP, eventsOf)
 // and checks it yields what the LDIF parser yields.
 func TestReal389DSSearchPathAgrees(t *testing.T) {
-	for _, path := range []string{realFile, trimmedFile, mdbFile, exopFile, rehashFile, privFile} {
+	for _, path := range []string{realFile, trimmedFile, mdbFile, exopFile, rehashFile, privFile, replS1File, replS2File} {
 		t.Run(path, func(t *testing.T) {
 			want, _ := parseRecording(t, path)
 			c, err := New(collectors.Settings{Name: "test"}, &Config{Common: conn.Common{URL: "ldap://127.0.0.1:1",
@@ -639,4 +703,24 @@ func BenchmarkReal389DS(b *testing.B) {
 	s := b.Elapsed().Seconds()
 	b.ReportMetric(float64(len(entries)*b.N)/s, "changes/s")
 	b.ReportMetric(float64(events)/s, "events/s")
+}
+
+// TestReal389DSReplicatedCollector: the collector, reading supplier 1's
+// recorded changelog from a real LDAP server with skip_replicated, emits
+// only the change made there (66); the replicated ones after it yield
+// nothing, so the position stays at 66.
+func TestReal389DSReplicatedCollector(t *testing.T) {
+	first, last := readRootDSE(t, "testdata/real_389ds_2.3.1_repl_s1.rootdse")
+	s, admin := startChangelogServer(t, first, last)
+	loadRecorded(t, admin, replS1File)
+	cfg := changelogConfig(s)
+	cfg.SkipReplicated = true
+	r := startRun(t, cfg, position{V: 1, Number: int64(first - 1)}.encode())
+	check(t, waitEvents(t, r.sink, 1), []string{"user.modify success actor=helpdesk/human user=frank [mail]"})
+	if p := string(r.last()); p != `{"v":1,"change_number":66}` {
+		t.Fatalf("position %s", p)
+	}
+	if p := r.probs.List(); len(p) != 0 {
+		t.Fatalf("problems: %v", p)
+	}
 }
