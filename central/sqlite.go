@@ -198,7 +198,9 @@ DROP INDEX entitlement_history_time;
 
 // SQLite is the embedded Store: one database file in WAL mode. Writes go
 // through a single writer goroutine that commits queued writes together
-// (group commit), each durably (synchronous=FULL). A write function may
+// (group commit), each durably (synchronous=FULL); only the indexer's
+// transactions, which can be redone from the stored batches, commit with
+// synchronous=NORMAL (see commitIndex). A write function may
 // run more than once (after another write in its group failed), so it must
 // not keep state across runs except through its transaction.
 type SQLite struct {
@@ -955,7 +957,7 @@ func (s *SQLite) MaxBatchID(ctx context.Context) (int64, error) {
 	return n, err
 }
 
-// rowsPerStmt is the most rows one multi-row INSERT carries (13
+// rowsPerStmt is the most rows one multi-row INSERT carries (at most 12
 // parameters each; SQLite allows 32766): per-statement overhead dominates
 // single-row inserts.
 const rowsPerStmt = 128
