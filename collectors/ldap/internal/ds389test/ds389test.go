@@ -5,8 +5,10 @@
 //
 // The instance lives under t.TempDir() in a PREFIX tree whose copy of
 // defaults.inf turns systemd off and moves every path under the prefix
-// (dscreate otherwise insists on systemctl), listens on 127.0.0.1 high
-// ports, and is stopped and removed in t.Cleanup.
+// (dscreate otherwise insists on systemctl), listens on high ports (on
+// every interface from dscreate until the restart that applies
+// nsslapd-listenhost, on 127.0.0.1 only after it), and is stopped and
+// removed in t.Cleanup.
 package ds389test
 
 import (
