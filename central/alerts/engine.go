@@ -503,7 +503,12 @@ func (e *Engine) evalEvent(in *input, fired *[]firedAlert) {
 		c.n++
 		a, changed, err := e.evalRule(c, in)
 		if err != nil {
-			e.log.Warn("alert rule failed to evaluate", "rule", c.r.Name, "event", in.ref.ID, "err", err)
+			// An event that does not decode fails every rule that needs
+			// it: one warning.
+			if err != in.err || !in.warned {
+				e.log.Warn("alert rule failed to evaluate", "rule", c.r.Name, "event", in.ref.ID, "err", err)
+			}
+			in.warned = in.warned || err == in.err
 			continue
 		}
 		if changed {

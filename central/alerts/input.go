@@ -62,7 +62,8 @@ type input struct {
 	exactOK bool
 	ev      *event.Event
 	raw     []byte
-	err     error
+	err     error // from decoding raw
+	warned  bool  // err was logged
 	hctx    *hcl.EvalContext
 }
 

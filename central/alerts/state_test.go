@@ -3,8 +3,10 @@ package alerts
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -154,5 +156,49 @@ func TestAppendStateDecodesLikeJSON(t *testing.T) {
 	st.Windows["bad"] = map[string][]EventRef{"k": {{ID: "x", Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}}
 	if _, err := appendState(nil, st); err == nil {
 		t.Error("year 10000 encoded")
+	}
+}
+
+// TestStoredEventThatDoesNotDecode: an indexed event whose JSON does not
+// decode as an event (a field of the wrong type) is still seen by the
+// rules decided by its fields, and skipped, with one warning, by those
+// that need HCL.
+func TestStoredEventThatDoesNotDecode(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "rules.hcl")
+	writeFileT(t, path, `
+alert "literal" {
+  when = event.action == "user.create" && event.actor.name == "root"
+}
+alert "hcl1" {
+  when = lower(event.actor.name) == "root"
+}
+alert "hcl2" {
+  when = event.action == "user.create" && strlen(event.target.user.name) > 0
+}
+`)
+	cfg, ctx := loadRules(t, path)
+	var logs strings.Builder
+	sink := &memSink{}
+	e, err := New(context.Background(), cfg, ctx, Options{Sink: sink, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	line := `{"id":"x1","time":"2026-03-01T00:00:00Z","action":"user.create","actor":{"name":"root"},"target":{"user":{"name":"tmp"}},"changes":"not a list"}`
+	var ev event.Event
+	if json.Unmarshal([]byte(line), &ev) == nil {
+		t.Fatal("test event decodes")
+	}
+	err = e.EvaluateStored(context.Background(), []Stored{{ID: "x1", Time: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), JSON: []byte(line),
+		Fields: Fields{Action: "user.create", Actor: "root", User: "tmp"}}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := sink.rules(); len(r) != 1 || r[0] != "literal" {
+		t.Errorf("fired %v, want [literal]", r)
+	}
+	if n := strings.Count(logs.String(), "alert rule failed to evaluate"); n != 1 {
+		t.Errorf("%d warnings, want 1:\n%s", n, logs.String())
 	}
 }
