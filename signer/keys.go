@@ -254,10 +254,11 @@ func IsKMSRef(ref string) bool {
 //     KEY` (passphrase ignored); an encrypted file without passphrase fails with
 //     ErrEncryptedKey, a wrong passphrase fails with an error saying so;
 //   - a sigstore KMS reference (`hashivault://`, `openbao://`, `awskms://`, `gcpkms://`,
-//     `azurekms://`), resolved by sigstore's kms registry (kms.Get). This build links no
-//     cloud provider module; a reference works when the provider is registered by the
-//     program or when the sigstore KMS plugin `sigstore-kms-<scheme>` is on PATH.
-//     Otherwise the error says the provider is not available.
+//     `azurekms://`), resolved by sigstore's kms registry (kms.Get). This package links no
+//     provider module: the program registers the ones it wants (the provtrail binary links
+//     Vault/OpenBao and AWS KMS, and Google Cloud KMS and Azure Key Vault with the build
+//     tags kms_gcp and kms_azure), or the sigstore KMS plugin `sigstore-kms-<scheme>` is on
+//     PATH. Otherwise the error says the provider is not available.
 //
 // Only Ed25519 and ECDSA P-256 keys are accepted.
 func LoadPrivateKey(ctx context.Context, ref string, passphrase []byte) (*PrivateKey, error) {
@@ -307,7 +308,7 @@ func loadKMSKey(ctx context.Context, ref string) (*PrivateKey, error) {
 		var nf *kms.ProviderNotFoundError
 		if errors.As(err, &nf) {
 			scheme, _, _ := strings.Cut(ref, "://")
-			return nil, fmt.Errorf("load key %s: KMS provider %q is not linked into this build and no sigstore-kms-%s plugin is on PATH (use a key file, or install the sigstore KMS plugin): %w",
+			return nil, fmt.Errorf("load key %s: KMS provider %q is not linked into this build and no sigstore-kms-%s plugin is on PATH (use a key file, a build with the provider's kms_* tag, or the sigstore KMS plugin): %w",
 				ref, scheme+"://", scheme, err)
 		}
 		return nil, fmt.Errorf("load key %s: KMS provider not configured or unreachable: %w", ref, err)
@@ -318,6 +319,14 @@ func loadKMSKey(ctx context.Context, ref string) (*PrivateKey, error) {
 	}
 	if err := checkPublicKey(pub); err != nil {
 		return nil, fmt.Errorf("load key %s: %w", ref, err)
+	}
+	if _, ok := pub.(ed25519.PublicKey); ok {
+		// Headers are signed with pure Ed25519 over the message. A provider
+		// made for SHA-256 would have the KMS sign SHA-256(message) instead
+		// (Vault's transit engine does), which no verifier accepts.
+		if sv, err = kms.Get(ctx, ref, crypto.Hash(0)); err != nil {
+			return nil, fmt.Errorf("load key %s: this KMS provider cannot sign with pure Ed25519 (use an ECDSA P-256 key): %w", ref, err)
+		}
 	}
 	return newPrivateKey(sv, pub, ref)
 }
