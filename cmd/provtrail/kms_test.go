@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -166,6 +167,123 @@ func TestVaultTransitIdentity(t *testing.T) {
 		t.Setenv("VAULT_TOKEN", "s.wrong")
 		_, err := signer.LoadPrivateKey(ctx, "hashivault://agent-p256-other", nil)
 		if err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Fatalf("err %v", err)
+		}
+	})
+}
+
+// awsKMS speaks the AWS KMS JSON protocol (X-Amz-Target TrentService.*)
+// for the three operations sigstore's awskms provider uses, for one ECDSA
+// P-256 key held in memory.
+type awsKMS struct {
+	key   *ecdsa.PrivateKey
+	id    string
+	signs int
+}
+
+func (a *awsKMS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 Credential=AKIDPROVTRAILTEST/") {
+		http.Error(w, `{"__type":"UnrecognizedClientException","message":"bad credentials"}`, http.StatusBadRequest)
+		return
+	}
+	var req struct {
+		KeyID            string `json:"KeyId"`
+		Message          []byte `json:"Message"`
+		MessageType      string `json:"MessageType"`
+		SigningAlgorithm string `json:"SigningAlgorithm"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, `{"__type":"ValidationException"}`, http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	if req.KeyID != a.id && req.KeyID != "alias/provtrail-agent" {
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write([]byte(`{"__type":"NotFoundException","message":"no such key"}`))
+		return
+	}
+	arn := "arn:aws:kms:eu-west-1:111122223333:key/" + a.id
+	der, _ := x509.MarshalPKIXPublicKey(a.key.Public())
+	switch strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "TrentService.") {
+	case "DescribeKey":
+		json.NewEncoder(w).Encode(map[string]any{"KeyMetadata": map[string]any{
+			"KeyId": a.id, "Arn": arn, "Enabled": true, "KeyState": "Enabled", "KeySpec": "ECC_NIST_P256",
+			"CustomerMasterKeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY", "SigningAlgorithms": []string{"ECDSA_SHA_256"}}})
+	case "GetPublicKey":
+		json.NewEncoder(w).Encode(map[string]any{"KeyId": arn, "PublicKey": der, "KeySpec": "ECC_NIST_P256",
+			"CustomerMasterKeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY", "SigningAlgorithms": []string{"ECDSA_SHA_256"}})
+	case "Sign":
+		if req.MessageType != "DIGEST" || req.SigningAlgorithm != "ECDSA_SHA_256" || len(req.Message) != sha256.Size {
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"__type":"ValidationException","message":"want a SHA-256 DIGEST with ECDSA_SHA_256"}`))
+			return
+		}
+		sig, err := ecdsa.SignASN1(rand.Reader, a.key, req.Message)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		a.signs++
+		json.NewEncoder(w).Encode(map[string]any{"KeyId": arn, "Signature": sig, "SigningAlgorithm": "ECDSA_SHA_256"})
+	default:
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write([]byte(`{"__type":"UnknownOperationException"}`))
+	}
+}
+
+// TestAWSKMSIdentity does the same with an AWS KMS key, through sigstore's
+// awskms provider and the AWS SDK, against a local TLS endpoint.
+func TestAWSKMSIdentity(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := &awsKMS{key: key, id: "1234abcd-12ab-34cd-56ef-1234567890ab"}
+	srv := httptest.NewTLSServer(fake)
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"AWS_CA_BUNDLE": ca, "AWS_ACCESS_KEY_ID": "AKIDPROVTRAILTEST", "AWS_SECRET_ACCESS_KEY": "test-secret",
+		"AWS_REGION": "eu-west-1", "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"} {
+		t.Setenv(k, v)
+	}
+	ctx := context.Background()
+	host := strings.TrimPrefix(srv.URL, "https://")
+	for _, ref := range []string{"awskms://" + host + "/" + fake.id, "awskms://" + host + "/alias/provtrail-agent"} {
+		t.Run(ref, func(t *testing.T) {
+			k, err := signer.LoadPrivateKey(ctx, ref, nil)
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			chain, err := signer.OpenChain(ctx, signer.ChainConfig{Dir: filepath.Join(t.TempDir(), "chain"),
+				Audience: "kms-test", AgentID: "host-1", Identity: k})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer chain.Close()
+			before := fake.signs
+			b, err := chain.Seal(ctx, nil, signer.Meta{}, func(context.Context, signer.Batch) error { return nil })
+			if err != nil {
+				t.Fatalf("seal: %v", err)
+			}
+			if fake.signs != before+1 {
+				t.Fatalf("KMS signed %d times for a stream start", fake.signs-before)
+			}
+			der, _ := x509.MarshalPKIXPublicKey(key.Public())
+			v, err := signer.NewVerifier(signer.VerifierConfig{Audience: "kms-test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res, err := v.Verify(ctx, signer.StreamState{AgentID: "host-1", IdentityKey: der}, b); err != nil || res.Verdict != signer.Accepted {
+				t.Fatalf("central's verdict on an AWS KMS-signed stream start: %v %v", res.Verdict, err)
+			}
+		})
+	}
+	t.Run("unknown key", func(t *testing.T) {
+		_, err := signer.LoadPrivateKey(ctx, "awskms://"+host+"/alias/nobody", nil)
+		if err == nil || !strings.Contains(err.Error(), "NotFoundException") {
 			t.Fatalf("err %v", err)
 		}
 	})
