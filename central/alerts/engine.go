@@ -152,7 +152,13 @@ type compiled struct {
 	evaluated prometheus.Counter
 }
 
-type refList struct{ refs []EventRef }
+// refList is one key's window. enc is refs as saved, valid while encOK:
+// a save encodes only the keys that changed since the last one.
+type refList struct {
+	refs  []EventRef
+	enc   []byte
+	encOK bool
+}
 
 // engineState is the saved form of the rule state.
 type engineState struct {
@@ -459,18 +465,7 @@ func (e *Engine) save(ctx context.Context) error {
 		return nil
 	}
 	e.prune()
-	st := engineState{Windows: map[string]map[string][]EventRef{}, Through: e.through}
-	for _, c := range e.comp {
-		if len(c.win) == 0 {
-			continue
-		}
-		w := make(map[string][]EventRef, len(c.win))
-		for k, l := range c.win {
-			w[k] = l.refs
-		}
-		st.Windows[c.r.Name] = w
-	}
-	b, err := appendState(e.stateBuf[:0], &st)
+	b, err := appendWindows(e.stateBuf[:0], e.comp, e.through)
 	if err != nil {
 		e.mu.Unlock()
 		return fmt.Errorf("encode alert state: %w", err)
@@ -547,7 +542,7 @@ func (e *Engine) evalRule(c *compiled, in *input) (*Alert, bool, error) {
 	if ref.Time.After(c.newest) {
 		c.newest = ref.Time
 	}
-	w.refs = append(w.refs, ref)
+	w.refs, w.encOK = append(w.refs, ref), false
 	cutoff := ref.Time.Add(-r.Threshold.Within)
 	i := 0
 	for i < len(w.refs) && w.refs[i].Time.Before(cutoff) {
@@ -645,7 +640,7 @@ func (e *Engine) evalSequence(c *compiled, in *input) (*Alert, bool, error) {
 					continue
 				}
 				key := string(e.keyBuf)
-				w.refs = append(w.refs[:i], w.refs[i+1:]...)
+				w.refs, w.encOK = append(w.refs[:i], w.refs[i+1:]...), false
 				if len(w.refs) == 0 {
 					delete(c.win, key)
 				}
@@ -659,7 +654,7 @@ func (e *Engine) evalSequence(c *compiled, in *input) (*Alert, bool, error) {
 			w = &refList{}
 			c.win[string(e.keyBuf)] = w
 		}
-		w.refs = append(w.refs, ref)
+		w.refs, w.encOK = append(w.refs, ref), false
 		return nil, true, nil
 	}
 	return nil, false, nil
@@ -699,7 +694,7 @@ func (e *Engine) prune() {
 				delete(c.win, k)
 				continue
 			}
-			w.refs = kept
+			w.refs, w.encOK = kept, false
 		}
 	}
 }

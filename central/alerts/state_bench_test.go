@@ -40,13 +40,31 @@ func BenchmarkEncodeState(b *testing.B) {
 	})
 }
 
+// BenchmarkEncodeStateFast: every key changed since the last save (the
+// worst case), and none did.
 func BenchmarkEncodeStateFast(b *testing.B) {
 	st := bigState()
-	var buf []byte
-	for b.Loop() {
-		var err error
-		if buf, err = appendState(buf[:0], st); err != nil {
-			b.Fatal(err)
+	rules := compiledOf(st)
+	for _, changed := range []bool{true, false} {
+		name := "unchanged"
+		if changed {
+			name = "changed"
 		}
+		b.Run(name, func(b *testing.B) {
+			var buf []byte
+			for b.Loop() {
+				if changed {
+					for _, c := range rules {
+						for _, l := range c.win {
+							l.encOK = false
+						}
+					}
+				}
+				var err error
+				if buf, err = appendWindows(buf[:0], rules, st.Through); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -131,10 +131,17 @@ func TestAppendStateDecodesLikeJSON(t *testing.T) {
 		"k\\ey|\u2028|é|\x01": {{ID: "<id>&\"", LogIndex: -3, Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("x", 3600))}},
 		"":                    {{ID: "", Time: time.Time{}}},
 	}
-	st.Windows["empty"] = map[string][]EventRef{}
 	b, err := appendState(nil, st)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Again from the cached encodings of the keys: the same bytes.
+	rules := compiledOf(st)
+	b1, _ := appendWindows(nil, rules, st.Through)
+	b2, _ := appendWindows(nil, rules, st.Through)
+	var s1, s2 engineState
+	if json.Unmarshal(b1, &s1) != nil || json.Unmarshal(b2, &s2) != nil || !reflect.DeepEqual(s1, s2) {
+		t.Error("cached key encodings differ")
 	}
 	var got, want engineState
 	if err := json.Unmarshal(b, &got); err != nil {
@@ -201,4 +208,21 @@ alert "hcl2" {
 	if n := strings.Count(logs.String(), "alert rule failed to evaluate"); n != 1 {
 		t.Errorf("%d warnings, want 1:\n%s", n, logs.String())
 	}
+}
+
+// compiledOf holds st's windows as the engine does.
+func compiledOf(st *engineState) []*compiled {
+	var out []*compiled
+	for name, w := range st.Windows {
+		c := &compiled{r: &Rule{Name: name}, win: map[string]*refList{}}
+		for k, refs := range w {
+			c.win[k] = &refList{refs: refs}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func appendState(buf []byte, st *engineState) ([]byte, error) {
+	return appendWindows(buf, compiledOf(st), st.Through)
 }
