@@ -22,6 +22,17 @@ printf 'cpus: %s, %s\n' "$(nproc)" "$($GO version)"
 section "authlog parser (target >= 1,000,000 lines/s on one core)"
 bench ./collectors/authlog 'BenchmarkParse' 20x
 
+section "host collectors: tailing throughput, auditd and journald parsing, idle watcher cost"
+bench ./collectors/internal/tail 'BenchmarkFollow|BenchmarkRun' 5x
+bench ./collectors/auditd 'BenchmarkParse' 5x
+bench ./collectors/journald 'BenchmarkParse' 5x
+bench ./collectors/accounts 'BenchmarkIdlePoll|BenchmarkSnapshotDiff' 20x
+bench ./collectors/accounts 'BenchmarkIdleCollector' 10x
+
+section "LDAP: a 10,000-change backlog from a real slapd (accesslog), recorded 389-DS changelog"
+bench ./collectors/ldap/accesslog 'BenchmarkSyncBacklog' 1x
+bench ./collectors/ldap/changelog 'BenchmarkReal389DS' 20x
+
 section "signer: seal and verify 500-event batches (target well under 5 us/event)"
 bench ./signer . 50x
 
