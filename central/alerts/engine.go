@@ -311,8 +311,8 @@ func inOrder(all, a, b []*compiled) []*compiled {
 
 // fieldKey returns getters for key expressions that are each a reference
 // to the action or a guard field, and whether one of them is a name; or
-// hcl true when some expression must be evaluated as HCL.
-func fieldKey(exprs []hcl.Expression) (get []func(*Fields) string, names, hcl bool) {
+// useHCL true when some expression must be evaluated as HCL.
+func fieldKey(exprs []hcl.Expression) (get []func(*Fields) string, names, useHCL bool) {
 	for _, x := range exprs {
 		sx, ok := x.(hclsyntax.Expression)
 		if !ok {
@@ -387,8 +387,8 @@ func (e *Engine) EvaluateThrough(ctx context.Context, events []Indexed, through 
 	return e.evaluate(ctx, len(events), func(i int, in *input) { in.setDecoded(events[i]) }, &through)
 }
 
-// Through returns the watermark saved by EvaluateThrough, and false when
-// none was ever saved.
+// Through returns the watermark of the last EvaluateThrough or
+// EvaluateStored (at start: the saved one), and false when there is none.
 func (e *Engine) Through() (int64, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
