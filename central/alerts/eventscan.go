@@ -95,6 +95,24 @@ func skipWS(b []byte, i int) int {
 	return i
 }
 
+// Byte classes for the scanner's loops (never written after init).
+var (
+	// plainStop: bytes that end or complicate a plain string.
+	plainStop = byteSet(func(c byte) bool { return c == '"' || c == '\\' || c < 0x20 || c >= utf8.RuneSelf })
+	// stringStop: bytes that end or escape inside a string.
+	stringStop = byteSet(func(c byte) bool { return c == '"' || c == '\\' })
+	// structural: bytes that open or close a value inside an object or array.
+	structural = byteSet(func(c byte) bool { return c == '"' || c == '{' || c == '}' || c == '[' || c == ']' })
+)
+
+func byteSet(in func(byte) bool) *[256]bool {
+	var t [256]bool
+	for c := range 256 {
+		t[c] = in(byte(c))
+	}
+	return &t
+}
+
 // plainString reads the string at b[i:] when it has no escapes and is
 // UTF-8 (encoding/json would change it otherwise) and returns its
 // contents and the index after it.
@@ -102,16 +120,21 @@ func plainString(b []byte, i int) ([]byte, int, bool) {
 	if i >= len(b) || b[i] != '"' {
 		return nil, i, false
 	}
-	ascii := true
-	for j := i + 1; j < len(b); j++ {
+	j := i + 1
+	for j < len(b) && !plainStop[b[j]] {
+		j++
+	}
+	if j < len(b) && b[j] == '"' {
+		return b[i+1 : j], j + 1, true
+	}
+	// Not ASCII (allowed when UTF-8), an escape or a control character.
+	for ; j < len(b); j++ {
 		switch c := b[j]; {
 		case c == '"':
 			s := b[i+1 : j]
-			return s, j + 1, ascii || utf8.Valid(s)
+			return s, j + 1, utf8.Valid(s)
 		case c == '\\' || c < 0x20:
 			return nil, j, false
-		case c >= utf8.RuneSelf:
-			ascii = false
 		}
 	}
 	return nil, len(b), false
@@ -189,6 +212,12 @@ func skipValue(b []byte, i int) (int, bool) {
 	case '{', '[':
 		depth := 0
 		for i < len(b) {
+			for i < len(b) && !structural[b[i]] {
+				i++
+			}
+			if i >= len(b) {
+				break
+			}
 			switch b[i] {
 			case '"':
 				var ok bool
@@ -198,7 +227,7 @@ func skipValue(b []byte, i int) (int, bool) {
 				continue
 			case '{', '[':
 				depth++
-			case '}', ']':
+			default: // '}', ']'
 				depth--
 				if depth == 0 {
 					return i + 1, true
@@ -222,13 +251,17 @@ func skipValue(b []byte, i int) (int, bool) {
 
 // skipString returns the index after the string at b[i:].
 func skipString(b []byte, i int) (int, bool) {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
+	j := i + 1
+	for {
+		for j < len(b) && !stringStop[b[j]] {
 			j++
-		case '"':
+		}
+		if j >= len(b) {
+			return len(b), false
+		}
+		if b[j] == '"' {
 			return j + 1, true
 		}
+		j += 2 // an escape and the byte it escapes
 	}
-	return len(b), false
 }
