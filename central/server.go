@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -413,23 +414,24 @@ func (s *Server) evaluate() {
 }
 
 func (s *Server) evaluateBatches(ctx context.Context, bs []IndexedBatch) {
-	var evs []alerts.Indexed
+	n := 0
+	for _, b := range bs {
+		n += len(b.Events)
+	}
+	evs := make([]alerts.Stored, 0, n)
 	for _, b := range bs {
 		for _, se := range b.Events {
-			// Decode only the events some rule may match.
-			if !s.engine.Wants(&alerts.Fields{Action: se.Action, Outcome: se.Outcome, Actor: se.Actor,
-				User: se.User, Group: se.Group, Host: se.Host, System: se.System}) {
-				continue
+			if se.Action == "" && strings.HasPrefix(se.EventID, "unparsed:") {
+				continue // counted at ingest
 			}
-			e, err := DecodeEvent(se)
-			if err != nil {
-				continue // unparsed lines were counted at ingest
-			}
-			evs = append(evs, alerts.Indexed{Event: &e, LogIndex: int64(b.LogIndex)})
+			// The engine decodes the JSON only for rules that need it.
+			evs = append(evs, alerts.Stored{ID: se.EventID, Time: se.Time, LogIndex: int64(b.LogIndex), JSON: se.JSON,
+				Fields: alerts.Fields{Action: se.Action, Outcome: se.Outcome, Actor: se.Actor,
+					User: se.User, Group: se.Group, Host: se.Host, System: se.System}})
 		}
 	}
 	last := bs[len(bs)-1].BatchID
-	if err := s.engine.EvaluateThrough(ctx, evs, last); err != nil {
+	if err := s.engine.EvaluateStored(ctx, evs, last); err != nil {
 		s.logger.Warn("evaluate alert rules", "err", err)
 	}
 	s.evaluated.Store(last)
