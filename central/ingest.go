@@ -532,6 +532,14 @@ func eventFields(line []byte) StoredEvent {
 	if g := p.Group; g != nil {
 		se.Group = firstNonEmpty(g.Name, g.ID)
 	}
+	names := &eventNames{actor: p.ActorName}
+	if p.User != nil {
+		names.user = p.User.Name
+	}
+	if p.Group != nil {
+		names.group = p.Group.Name
+	}
+	se.names = names
 	se.Privileges = strings.Join(p.Privileges, "\n")
 	se.System, se.Host = p.System, p.Host
 	// An event whose entitlement fields do not decode changes no

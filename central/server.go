@@ -425,9 +425,14 @@ func (s *Server) evaluateBatches(ctx context.Context, bs []IndexedBatch) {
 				continue // counted at ingest
 			}
 			// The engine decodes the JSON only for rules that need it.
-			evs = append(evs, alerts.Stored{ID: se.EventID, Time: se.Time, LogIndex: int64(b.LogIndex), JSON: se.JSON,
+			st := alerts.Stored{ID: se.EventID, Time: se.Time, LogIndex: int64(b.LogIndex), JSON: se.JSON,
 				Fields: alerts.Fields{Action: se.Action, Outcome: se.Outcome, Actor: se.Actor,
-					User: se.User, Group: se.Group, Host: se.Host, System: se.System}})
+					User: se.User, Group: se.Group, Host: se.Host, System: se.System}}
+			if nm := se.names; nm != nil {
+				st.Fields.Actor, st.Fields.User, st.Fields.Group = nm.actor, nm.user, nm.group
+				st.NamesExact = true
+			}
+			evs = append(evs, st)
 		}
 	}
 	last := bs[len(bs)-1].BatchID

@@ -170,7 +170,13 @@ type StoredEvent struct {
 	// derives them from JSON for events that were not.
 	ents   []entitlements.Change
 	parsed bool
+	// names are the event's actor, user and group names ("" when it has
+	// none; Actor, User and Group fall back to ids), known when the line
+	// was parsed here: alert rules then need not read them from JSON.
+	names *eventNames
 }
+
+type eventNames struct{ actor, user, group string }
 
 // EventQuery selects events. Empty fields match everything.
 type EventQuery struct {
