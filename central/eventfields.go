@@ -216,6 +216,7 @@ var (
 	actorKeys  = []string{"name", "id"}
 	targetKeys = []string{"user", "group", "privileges"}
 	userKeys   = []string{"name", "id", "email"}
+	groupKeys  = []string{"name", "id"}
 	originKeys = []string{"system", "host", "instance"}
 	changeKeys = []string{"field", "old", "new"}
 )
@@ -253,43 +254,11 @@ func (s *fieldScanner) object(p *parsedEvent) bool {
 		case "outcome":
 			return once(&seen, 8) && s.str(&p.Outcome)
 		case "actor":
-			if !once(&seen, 16) {
-				return false
-			}
-			if s.null() {
-				return true
-			}
-			var in uint32
-			return s.members(func(k []byte) bool {
-				switch string(k) {
-				case "name":
-					return once(&in, 1) && s.str(&p.ActorName)
-				case "id":
-					return once(&in, 2) && s.str(&p.ActorID)
-				}
-				return !foldsTo(k, actorKeys...) && s.skip(1)
-			})
+			return once(&seen, 16) && s.stringFields(1, actorKeys, &p.ActorName, &p.ActorID)
 		case "target":
 			return once(&seen, 32) && s.target(p)
 		case "origin":
-			if !once(&seen, 64) {
-				return false
-			}
-			if s.null() {
-				return true
-			}
-			var in uint32
-			return s.members(func(k []byte) bool {
-				switch string(k) {
-				case "system":
-					return once(&in, 1) && s.str(&p.System)
-				case "host":
-					return once(&in, 2) && s.str(&p.Host)
-				case "instance":
-					return once(&in, 4) && s.str(&p.Instance)
-				}
-				return !foldsTo(k, originKeys...) && s.skip(1)
-			})
+			return once(&seen, 64) && s.stringFields(1, originKeys, &p.System, &p.Host, &p.Instance)
 		case "changes":
 			return once(&seen, 128) && s.changes(p)
 		}
@@ -313,18 +282,7 @@ func (s *fieldScanner) target(p *parsedEvent) bool {
 			}
 			u := &event.User{}
 			p.User = u
-			var uin uint32
-			return s.members(func(k []byte) bool {
-				switch string(k) {
-				case "name":
-					return once(&uin, 1) && s.str(&u.Name)
-				case "id":
-					return once(&uin, 2) && s.str(&u.ID)
-				case "email":
-					return once(&uin, 4) && s.str(&u.Email)
-				}
-				return !foldsTo(k, userKeys...) && s.skip(2)
-			})
+			return s.stringFields(2, userKeys, &u.Name, &u.ID, &u.Email)
 		case "group":
 			if !once(&in, 2) {
 				return false
@@ -334,16 +292,7 @@ func (s *fieldScanner) target(p *parsedEvent) bool {
 			}
 			g := &event.Group{}
 			p.Group = g
-			var gin uint32
-			return s.members(func(k []byte) bool {
-				switch string(k) {
-				case "name":
-					return once(&gin, 1) && s.str(&g.Name)
-				case "id":
-					return once(&gin, 2) && s.str(&g.ID)
-				}
-				return !foldsTo(k, actorKeys...) && s.skip(2)
-			})
+			return s.stringFields(2, groupKeys, &g.Name, &g.ID)
 		case "privileges":
 			if !once(&in, 4) {
 				return false
@@ -393,19 +342,7 @@ func (s *fieldScanner) changes(p *parsedEvent) bool {
 			return false
 		}
 		var c event.Change
-		var in uint32
-		ok := s.members(func(k []byte) bool {
-			switch string(k) {
-			case "field":
-				return once(&in, 1) && s.str(&c.Field)
-			case "old":
-				return once(&in, 2) && s.str(&c.Old)
-			case "new":
-				return once(&in, 4) && s.str(&c.New)
-			}
-			return !foldsTo(k, changeKeys...) && s.skip(2)
-		})
-		if !ok {
+		if !s.stringFields(2, changeKeys, &c.Field, &c.Old, &c.New) {
 			return false
 		}
 		p.Changes = append(p.Changes, c)
@@ -414,6 +351,25 @@ func (s *fieldScanner) changes(p *parsedEvent) bool {
 		}
 		return s.consume(']')
 	}
+}
+
+// stringFields reads an object (or null) whose members of interest are
+// the strings named in names, into dsts (same order), each at most once.
+// Other members are skipped at depth, unless they match a name only by
+// case folding: encoding/json would take those, so the scanner gives up.
+func (s *fieldScanner) stringFields(depth int, names []string, dsts ...*string) bool {
+	if s.null() {
+		return true
+	}
+	var seen uint32
+	return s.members(func(k []byte) bool {
+		for i, n := range names {
+			if string(k) == n {
+				return once(&seen, 1<<i) && s.str(dsts[i])
+			}
+		}
+		return !foldsTo(k, names...) && s.skip(depth)
+	})
 }
 
 // null consumes a null literal if one is next.
