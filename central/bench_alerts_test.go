@@ -4,53 +4,24 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/provtrail/provtrail/event"
 	"github.com/provtrail/provtrail/signer"
 )
 
-// fiftyRules is 50 rules of every kind. For the benchmark's events
+// fiftyRules is 50 rules of every kind (alerts/testdata/bench-50-rules.hcl,
+// shared with the alerts package's benchmark). For the benchmark's events
 // (group.member.add to wheel by root) a handful are evaluated per event
 // and none fires; the threshold and the sequence keep per-key state.
-func fiftyRules() string {
-	var src strings.Builder
-	src.WriteString("variables {\n  privileged_groups = [\"sudo\", \"admins\"]\n}\n")
-	actions := event.Actions()
-	for i := range 45 {
-		fmt.Fprintf(&src, "alert \"r%d\" {\n  when = event.action == %q && event.actor.name == \"svc-%d\"\n}\n", i, actions[i%len(actions)], i)
+func fiftyRules(tb testing.TB) string {
+	b, err := os.ReadFile(filepath.Join("alerts", "testdata", "bench-50-rules.hcl"))
+	if err != nil {
+		tb.Fatal(err)
 	}
-	src.WriteString(`
-alert "priv" {
-  when = event.action == "group.member.add" && contains(var.privileged_groups, event.target.group.name)
-}
-alert "burst" {
-  when     = event.action == "group.member.add"
-  group_by = [event.actor.name]
-  threshold {
-    count  = 1000000
-    within = "10m"
-  }
-}
-alert "seq" {
-  sequence {
-    first  = event.action == "group.member.add"
-    then   = event.action == "group.member.remove"
-    same   = [event.target.user.name, event.target.group.name]
-    within = "1h"
-  }
-}
-alert "failures" {
-  when = event.action == "password.change" && event.outcome == "failure"
-}
-alert "root" {
-  when = contains(["user.create", "user.delete"], event.action) && event.actor.name == "root"
-}
-`)
-	return src.String()
+	return string(b)
 }
 
 // makeMixedLoad seals a workload with a mix of actions like a real trail
@@ -122,7 +93,7 @@ func benchIngestRules(b *testing.B, mixed, withRules bool) {
 	}
 	mutate := func(*Config) {}
 	if withRules {
-		mutate = withAlertConfig(b, fiftyRules())
+		mutate = withAlertConfig(b, fiftyRules(b))
 	}
 	gen := startTestCentralWith(b, mutate, ids...)
 	if withRules && len(gen.cfg.Alerts.Rules) != 50 {
