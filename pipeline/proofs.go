@@ -77,7 +77,9 @@ type Prover struct {
 	log      *slog.Logger
 	m        *Metrics
 
-	st      proverState
+	st proverState
+	// cp is st.Checkpoint parsed (nil when there is none).
+	cp      *log.Checkpoint
 	queue   []Receipt
 	rescan  bool
 	wake    chan struct{}
@@ -156,7 +158,7 @@ func NewProver(cfg ProverConfig) (*Prover, error) {
 		p.st.Proven = map[string]uint64{}
 	}
 	if p.st.Checkpoint != "" {
-		if _, _, _, err := log.ParseCheckpoint([]byte(p.st.Checkpoint), p.origin, p.verifier); err != nil {
+		if p.cp, _, _, err = log.ParseCheckpoint([]byte(p.st.Checkpoint), p.origin, p.verifier); err != nil {
 			return nil, fmt.Errorf("prover: the saved checkpoint does not verify under the configured log key (was the key changed?): %w", err)
 		}
 	}
@@ -342,20 +344,16 @@ func (p *Prover) updateCheckpoint(ctx context.Context) error {
 // newest checkpoint held, and makes it the newest if it is larger. It
 // returns the parsed checkpoint.
 func (p *Prover) advance(ctx context.Context, raw []byte) (*log.Checkpoint, error) {
+	if p.cp != nil && string(raw) == p.st.Checkpoint {
+		return p.cp, nil // the one held, already checked
+	}
 	cp, _, _, err := log.ParseCheckpoint(raw, p.origin, p.verifier)
 	if err != nil {
 		return nil, p.fail("checkpoint", "central's checkpoint does not verify under the log key", err)
 	}
-	if p.st.Checkpoint == "" {
-		p.st.Checkpoint = string(raw)
-		p.m.LogTreeSize.Set(float64(cp.Size))
-		return cp, nil
-	}
-	prev, _, _, err := log.ParseCheckpoint([]byte(p.st.Checkpoint), p.origin, p.verifier)
-	if err != nil {
-		return nil, fmt.Errorf("saved checkpoint: %w", err)
-	}
+	prev := p.cp
 	switch {
+	case prev == nil:
 	case cp.Size < prev.Size:
 		// An older checkpoint (a lagging replica or cache) is checked
 		// against the newer one, which stays.
@@ -368,11 +366,12 @@ func (p *Prover) advance(ctx context.Context, raw []byte) (*log.Checkpoint, erro
 			return nil, p.fail("consistency", fmt.Sprintf("two checkpoints of tree size %d with different roots: the log was forked or rewritten", cp.Size), nil)
 		}
 		return cp, nil
+	default:
+		if err := p.consistent(ctx, prev, cp); err != nil {
+			return nil, err
+		}
 	}
-	if err := p.consistent(ctx, prev, cp); err != nil {
-		return nil, err
-	}
-	p.st.Checkpoint = string(raw)
+	p.st.Checkpoint, p.cp = string(raw), cp
 	p.m.LogTreeSize.Set(float64(cp.Size))
 	return cp, nil
 }
