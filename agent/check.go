@@ -103,22 +103,9 @@ func checkLogKey(ctx context.Context, fw ForwardSettings) error {
 	if err != nil {
 		return fmt.Errorf("not a note verifier key: %w", err)
 	}
-	client, err := pipeline.NewHTTPClient(pipeline.TLSFiles{CAFile: fw.CAFile, CertFile: fw.CertFile, KeyFile: fw.KeyFile}, fw.Timeout)
+	body, err := getFromCentral(ctx, fw, "/v1/checkpoint", 64<<10)
 	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(fw.URL, "/")+"/v1/checkpoint", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot fetch central's checkpoint: %w", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		return errors.New("central's checkpoint: " + resp.Status + ": " + strings.TrimSpace(string(body)))
+		return fmt.Errorf("central's checkpoint: %w", err)
 	}
 	if _, _, _, err := tlog.ParseCheckpoint(body, v.Name(), v); err != nil {
 		return fmt.Errorf("central's checkpoint does not verify under this key: %w", err)
@@ -148,22 +135,29 @@ func checkWritableDir(dir string) error {
 }
 
 func checkCentral(ctx context.Context, fw ForwardSettings) error {
+	_, err := getFromCentral(ctx, fw, "/healthz", 512)
+	return err
+}
+
+// getFromCentral GETs path from central with the agent's TLS settings and
+// returns at most limit bytes of a 200 answer.
+func getFromCentral(ctx context.Context, fw ForwardSettings, path string, limit int64) ([]byte, error) {
 	client, err := pipeline.NewHTTPClient(pipeline.TLSFiles{CAFile: fw.CAFile, CertFile: fw.CertFile, KeyFile: fw.KeyFile}, fw.Timeout)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(fw.URL, "/")+"/healthz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(fw.URL, "/")+path, nil)
 	if err != nil {
-		return fmt.Errorf("central url: %w", err)
+		return nil, fmt.Errorf("central url: %w", err)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach central: %w", err)
+		return nil, fmt.Errorf("cannot reach central: %w", err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if resp.StatusCode != http.StatusOK {
-		return errors.New("central answered " + resp.Status + ": " + strings.TrimSpace(string(body)))
+		return nil, errors.New("central answered " + resp.Status + ": " + strings.TrimSpace(string(body)))
 	}
-	return nil
+	return body, nil
 }

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/provtrail/provtrail/central"
 	"github.com/provtrail/provtrail/signer"
 )
@@ -191,6 +193,19 @@ collector "authlog" "system" {
 		t.Fatal(err)
 	}
 	writeFile(t, dir, "agent-copy-of-log.vkey", string(logKey))
+	// A key that is not the log's is caught before the agent runs.
+	_, otherKey, err := note.GenerateKey(rand.Reader, "e2e.test/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, "agent-copy-of-log.vkey", otherKey)
+	if code, out, _ := runCmd(t, "agent", "--config", agentHCL, "--check"); code != 1 || !strings.Contains(out, "does not verify under this key") {
+		t.Fatalf("agent --check with another log key: %d\n%s", code, out)
+	}
+	writeFile(t, dir, "agent-copy-of-log.vkey", string(logKey))
+	if code, out, errs := runCmd(t, "agent", "--config", agentHCL, "--check"); code != 0 || !strings.Contains(out, "checkpoint verifies under it") {
+		t.Fatalf("agent --check: %d\n%s\n%s", code, out, errs)
+	}
 	stopAgent, _, agentErr := startCmd(t, "agent", "--config", agentHCL, "--log-level", "warn")
 
 	query := func(args ...string) []map[string]any {
