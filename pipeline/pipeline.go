@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -78,7 +77,7 @@ type Pipeline struct {
 	cfg     Config
 	log     *slog.Logger
 	m       *Metrics
-	in      chan []item
+	in      chan *emitBuf
 	flushes chan chan error
 	closing chan struct{}
 	once    sync.Once
@@ -90,6 +89,8 @@ type Pipeline struct {
 
 	// free holds batch body buffers for reuse.
 	free chan []byte
+	// emitBufs recycles the copies Emit hands to the batching goroutine.
+	emitBufs sync.Pool
 	// corrTypes are the collector types whose records go through the
 	// correlator (empty: none).
 	corrTypes map[string]bool
@@ -131,7 +132,7 @@ func New(cfg Config, through uint64) (*Pipeline, error) {
 	}
 	p := &Pipeline{
 		cfg: cfg, log: cfg.Logger, m: cfg.Metrics,
-		in:         make(chan []item, 64),
+		in:         make(chan *emitBuf, 64),
 		flushes:    make(chan chan error),
 		free:       make(chan []byte, 3),
 		closing:    make(chan struct{}),
@@ -270,13 +271,12 @@ func (p *Pipeline) emit(ctx context.Context, key string, in prometheus.Counter, 
 	// The batching goroutine redacts and encodes, so that a busy
 	// collector's parsing and the encoding run in parallel. The events are
 	// copied here: Redact rewrites them in place.
-	items := make([]item, len(recs))
-	evs := make([]event.Event, len(recs))
-	for i := range recs {
-		evs[i] = recs[i].Event
-		evs[i].Changes = slices.Clone(evs[i].Changes)
-		items[i] = item{key: key, ev: &evs[i], pos: recs[i].Position, corr: correlated}
+	eb, _ := p.emitBufs.Get().(*emitBuf)
+	if eb == nil {
+		eb = &emitBuf{}
 	}
+	eb.fill(key, recs, correlated)
+	items := eb
 	in.Add(float64(len(recs)))
 	select {
 	case <-p.closing:
@@ -298,6 +298,45 @@ func (p *Pipeline) emit(ctx context.Context, key string, in prometheus.Counter, 
 	case <-p.closing:
 		return ErrStopped
 	}
+}
+
+// emitBuf carries one Emit call's records, copied, to the batching
+// goroutine. Once they are encoded it goes back to Pipeline.emitBufs, so
+// a steady stream of records allocates neither the copies nor their
+// change lists again.
+type emitBuf struct {
+	items []item
+	evs   []event.Event
+}
+
+func (eb *emitBuf) fill(key string, recs []collectors.Record, correlated bool) {
+	n := len(recs)
+	if cap(eb.evs) < n {
+		eb.evs = make([]event.Event, n)
+		eb.items = make([]item, n)
+	}
+	eb.evs, eb.items = eb.evs[:n], eb.items[:n]
+	for i := range recs {
+		changes := eb.evs[i].Changes[:0]
+		eb.evs[i] = recs[i].Event
+		eb.evs[i].Changes = append(changes, recs[i].Event.Changes...)
+		eb.items[i] = item{key: key, ev: &eb.evs[i], pos: recs[i].Position, corr: correlated}
+	}
+}
+
+// recycle returns eb for reuse. The correlator keeps the events of
+// correlated collectors (their change lists alias eb's), so those buffers
+// are left to the garbage collector.
+func (p *Pipeline) recycle(eb *emitBuf) {
+	if len(eb.items) > 0 && eb.items[0].corr {
+		return
+	}
+	for i := range eb.evs {
+		changes := eb.evs[i].Changes[:0]
+		eb.evs[i] = event.Event{Changes: changes}
+		eb.items[i] = item{}
+	}
+	p.emitBufs.Put(eb)
 }
 
 // encode turns an event into its NDJSON line.
@@ -562,8 +601,10 @@ func (p *Pipeline) batchLoop(ctx context.Context, jobs chan<- sealJob, sealDead 
 	drainIn := func() error {
 		for {
 			select {
-			case items := <-p.in:
-				if err := add(items); err != nil {
+			case eb := <-p.in:
+				err := add(eb.items)
+				p.recycle(eb)
+				if err != nil {
 					return err
 				}
 			default:
@@ -586,8 +627,10 @@ func (p *Pipeline) batchLoop(ctx context.Context, jobs chan<- sealJob, sealDead 
 				return err
 			}
 			return flush()
-		case items := <-p.in:
-			if err := add(items); err != nil {
+		case eb := <-p.in:
+			err := add(eb.items)
+			p.recycle(eb)
+			if err != nil {
 				return err
 			}
 		case reply := <-p.flushes:

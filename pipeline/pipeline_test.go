@@ -671,3 +671,70 @@ func TestClientCertificate(t *testing.T) {
 		t.Fatal("missing ca_file accepted")
 	}
 }
+
+// TestEmitCopiesAreRecycledCleanly emits events whose change lists differ
+// in length, reusing one record slice as collectors do, and checks that
+// central gets each event exactly as emitted: no change list of an earlier
+// event shows through a recycled copy, and redaction of one copy does not
+// touch the collector's records.
+func TestEmitCopiesAreRecycledCleanly(t *testing.T) {
+	id := testIdentity(t)
+	r := startRig(t, t.TempDir(), id, rigOptions{batchMaxEvents: 5, batchMaxWait: 20 * time.Millisecond})
+	em := r.p.Emitter("test/gen")
+	const n = 300
+	want := make([]event.Event, n)
+	recs := make([]collectors.Record, 3)
+	for i := 0; i < n; {
+		k := min(1+i%3, n-i)
+		for j := range k {
+			e := testEvent(i + j)
+			for c := range (i + j) % 5 {
+				e.Changes = append(e.Changes, event.Change{Field: fmt.Sprintf("f%d", c), New: fmt.Sprintf("v%d-%d", i+j, c)})
+			}
+			if (i+j)%7 == 0 {
+				e.Changes = append(e.Changes, event.Change{Field: "password", New: "hunter2"})
+			}
+			want[i+j] = e
+			recs[j] = collectors.Record{Event: e, Position: []byte(strconv.Itoa(i + j + 1))}
+		}
+		if err := em.Emit(context.Background(), recs[:k]...); err != nil {
+			t.Fatal(err)
+		}
+		for j := range k {
+			if c := recs[j].Event.Changes; len(c) > 0 && c[len(c)-1].New == event.Redacted {
+				t.Fatalf("event %d: Emit redacted the collector's own record", i+j)
+			}
+		}
+		i += k
+	}
+	waitFor(t, "all events delivered", 10*time.Second, func() bool { return r.recv.EventCount() == n })
+	i := 0
+	for _, b := range r.recv.Batches() {
+		for _, line := range b.Events {
+			var got event.Event
+			if err := json.Unmarshal(line, &got); err != nil {
+				t.Fatal(err)
+			}
+			w := want[i]
+			if got.ID != w.ID {
+				t.Fatalf("event %d: id %s, want %s", i, got.ID, w.ID)
+			}
+			if len(got.Changes) != len(w.Changes) {
+				t.Fatalf("event %d: %d changes %v, want %d", i, len(got.Changes), got.Changes, len(w.Changes))
+			}
+			for c := range w.Changes {
+				wc := w.Changes[c]
+				if wc.Field == "password" {
+					wc.New = event.Redacted
+				}
+				if got.Changes[c] != wc {
+					t.Fatalf("event %d change %d: %+v, want %+v", i, c, got.Changes[c], wc)
+				}
+			}
+			i++
+		}
+	}
+	if i != n {
+		t.Fatalf("central got %d events, want %d", i, n)
+	}
+}
