@@ -424,7 +424,8 @@ func member(u, g string, a event.Action, f *fragment) {
 
 // parseNewUser reads "name=u, UID=1, GID=2, home=/h, shell=/s[, from=/dev/pts/1][, future=...]".
 func parseNewUser(rest []byte, f *fragment) msgResult {
-	kv := commaFields(rest)
+	var kv kvs
+	kv.parse(rest)
 	name := kv.get("name")
 	if name == "" {
 		return msgMalformed
@@ -454,7 +455,8 @@ func parseNewUser(rest []byte, f *fragment) msgResult {
 
 // parseNewGroup reads "name=g, GID=1".
 func parseNewGroup(rest []byte, f *fragment) msgResult {
-	kv := commaFields(rest)
+	var kv kvs
+	kv.parse(rest)
 	name := kv.get("name")
 	if name == "" {
 		return msgMalformed
@@ -608,34 +610,41 @@ func groupChange(g, by string, c event.Change, f *fragment) {
 	f.key, f.names = "group.modify|"+g, []string{g}
 }
 
-// kvs is a parsed "k=v, k=v" list in its original order.
-type kvs []string
+// maxKV bounds the pairs kept of a "k=v, k=v" list: shadow-utils writes
+// at most seven, and the ones parsers read come first.
+const maxKV = 16
 
-// commaFields splits b at ", " into its k=v pairs (parts without "=" are
-// dropped). The values share one string converted from b.
-func commaFields(b []byte) kvs {
-	out := make(kvs, 0, 16)
+// kvs is a parsed "k=v, k=v" list in its original order. It lives on the
+// parser's stack: a useradd line is parsed without allocating for it.
+type kvs struct {
+	n  int
+	kv [2 * maxKV]string
+}
+
+// parse reads b's pairs; parts without '=' are skipped, pairs after the
+// first maxKV are ignored. The values share one string converted from b.
+func (kv *kvs) parse(b []byte) {
 	rest := string(b)
-	for rest != "" {
+	for rest != "" && kv.n < len(kv.kv) {
 		part, next, _ := strings.Cut(rest, ", ")
 		if k, v, ok := strings.Cut(part, "="); ok {
-			out = append(out, k, v)
+			kv.kv[kv.n], kv.kv[kv.n+1] = k, v
+			kv.n += 2
 		}
 		rest = next
 	}
-	return out
 }
 
-func (kv kvs) lookup(k string) (string, bool) {
-	for i := 0; i+1 < len(kv); i += 2 {
-		if kv[i] == k {
-			return kv[i+1], true
+func (kv *kvs) lookup(k string) (string, bool) {
+	for i := 0; i+1 < kv.n; i += 2 {
+		if kv.kv[i] == k {
+			return kv.kv[i+1], true
 		}
 	}
 	return "", false
 }
 
-func (kv kvs) get(k string) string { v, _ := kv.lookup(k); return v }
+func (kv *kvs) get(k string) string { v, _ := kv.lookup(k); return v }
 
 func cutPrefix(b []byte, p string) ([]byte, bool) {
 	if len(b) >= len(p) && string(b[:len(p)]) == p {
