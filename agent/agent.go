@@ -205,6 +205,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	fwCfg := pipeline.ForwarderConfig{
 		URL: cfg.Forward.URL, Client: client, Spool: a.sp, Commit: a.p.CommitPositions, StateDir: stateDir,
 		UserAgent: "provtrail-agent/" + a.opt.Version, Metrics: a.pm, Logger: a.log,
+		Reseal: a.p.Reseal,
 	}
 	if prover != nil {
 		fwCfg.OnReceipt = prover.Add

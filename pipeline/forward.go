@@ -147,8 +147,13 @@ type ForwarderConfig struct {
 	// OnReceipt, if set, is given every receipt of a delivered batch (the
 	// Prover's Add).
 	OnReceipt func(Receipt)
-	Metrics   *Metrics
-	Logger    *slog.Logger
+	// Reseal re-signs the spooled entries from an index on into a new
+	// stream (Pipeline.Reseal). It is called when central reports a gap
+	// before the oldest batch the agent still holds, which nothing can
+	// fill. Without it such batches stay spooled and are retried slowly.
+	Reseal  func(ctx context.Context, from uint64, done func(Superseded) error) error
+	Metrics *Metrics
+	Logger  *slog.Logger
 }
 
 // Forwarder sends spooled batches to central, strictly in order, one at a
@@ -233,14 +238,15 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("forwarder: %w", err)
 		}
-		if err := f.deliver(ctx, e); err != nil {
+		last, err := f.deliver(ctx, e)
+		if err != nil {
 			if ctx.Err() != nil {
 				f.flushAcks()
 				return nil
 			}
 			return err
 		}
-		cursor = e.Index
+		cursor = last
 	}
 }
 
@@ -259,8 +265,10 @@ var setAsideVerdicts = map[string]bool{
 	"bad_signature": true, "fork": true,
 }
 
-// deliver sends one entry until central acknowledges or rejects it.
-func (f *Forwarder) deliver(ctx context.Context, e spool.Entry) error {
+// deliver sends one entry until central acknowledges or rejects it, and
+// returns the highest spool index dealt with: e's, or past it when a gap
+// made the later entries go into a new stream.
+func (f *Forwarder) deliver(ctx context.Context, e spool.Entry) (uint64, error) {
 	wire, _, err := decodeEntry(e.Data)
 	var b signer.Batch
 	if err == nil {
@@ -274,7 +282,7 @@ func (f *Forwarder) deliver(ctx context.Context, e spool.Entry) error {
 	if err != nil {
 		// A checksummed entry we cannot read: nothing to send, keep it.
 		f.setAside(e, wire, signer.Header{}, Receipt{Verdict: "unreadable", Reason: err.Error()})
-		return f.markDelivered(e.Index, nil, Receipt{Verdict: "unreadable"})
+		return e.Index, f.markDelivered(e.Index, nil, Receipt{Verdict: "unreadable"})
 	}
 	seq := h.Seq
 	base := Receipt{Stream: h.StreamID, Seq: &seq, HeaderSHA256: digest.String(), Events: h.Events}
@@ -286,7 +294,7 @@ func (f *Forwarder) deliver(ctx context.Context, e spool.Entry) error {
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return e.Index, ctx.Err()
 			}
 			f.m.ForwardErrors.WithLabelValues("network").Inc()
 			wait = f.backoff(fails)
@@ -296,16 +304,29 @@ func (f *Forwarder) deliver(ctx context.Context, e spool.Entry) error {
 			if r.Verdict == "" {
 				r.Verdict = "accepted"
 			}
-			if a.status == http.StatusAccepted && r.Verdict == "gap" {
-				// Central holds it until the missing batches arrive; they were
-				// lost before this agent could send them (see earlier logs).
-				f.log.Warn("central holds batch as a gap: earlier batches of this stream never arrived",
-					"stream", h.StreamID, "seq", seq, "reason", r.Reason)
+			if r.Verdict == "gap" {
+				// Central stored nothing: it misses earlier seqs of this
+				// stream. Sent strictly in order, those were acknowledged
+				// before (central lost them) or lost here; no resend fills
+				// the gap, so the batches go into a new stream.
+				f.m.ForwardBatches.WithLabelValues(r.Verdict).Inc()
+				fillReceipt(&r, base, a.status)
+				if err := f.writeReceipt(r); err != nil {
+					f.log.Error("cannot record receipt", "err", err)
+				}
+				if f.cfg.Reseal != nil {
+					return f.resealFrom(ctx, e, h, r)
+				}
+				f.m.ForwardErrors.WithLabelValues("gap").Inc()
+				wait = f.backoff(max(fails, 4))
+				f.log.Error("central misses earlier batches of this stream and stores none after them; batches stay spooled",
+					"stream", h.StreamID, "seq", seq, "reason", r.Reason, "retry_in", wait.Round(time.Millisecond))
+				break
 			}
 			f.m.ForwardBatches.WithLabelValues(r.Verdict).Inc()
 			f.m.LastAck.SetToCurrentTime()
 			fillReceipt(&r, base, a.status)
-			return f.markDelivered(e.Index, b.Envelope, r)
+			return e.Index, f.markDelivered(e.Index, b.Envelope, r)
 		case a.status == http.StatusTooManyRequests || a.status == http.StatusServiceUnavailable:
 			f.m.ForwardErrors.WithLabelValues("throttled").Inc()
 			wait = a.retry
@@ -324,7 +345,7 @@ func (f *Forwarder) deliver(ctx context.Context, e spool.Entry) error {
 			r := a.receipt
 			fillReceipt(&r, base, a.status)
 			f.setAside(e, wire, h, r)
-			return f.markDelivered(e.Index, b.Envelope, r)
+			return e.Index, f.markDelivered(e.Index, b.Envelope, r)
 		default:
 			// 4xx that is not about this batch (wrong audience, not
 			// enrolled, wrong URL): every batch would fail the same way.
@@ -341,10 +362,55 @@ func (f *Forwarder) deliver(ctx context.Context, e spool.Entry) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
+			return e.Index, ctx.Err()
 		case <-t.C:
 		}
 	}
+}
+
+// resealFrom has the pipeline re-sign every spooled entry from e on into a
+// new stream, and acknowledges each old entry once its copy is durable.
+// It returns the last index replaced; Run goes on with the copies.
+func (f *Forwarder) resealFrom(ctx context.Context, e spool.Entry, h signer.Header, gap Receipt) (uint64, error) {
+	f.log.Error("CENTRAL MISSES EARLIER BATCHES of this stream that this agent no longer holds (central lost acknowledged batches, e.g. restored from a backup, or they were lost here). "+
+		"Re-signing every unacknowledged batch into a new stream so that central stores them; central reports the gap and the new stream",
+		"stream", h.StreamID, "seq", h.Seq, "reason", gap.Reason)
+	last := e.Index - 1
+	err := f.cfg.Reseal(ctx, e.Index, func(s Superseded) error {
+		seq := s.Header.Seq
+		r := Receipt{Verdict: "resealed", Stream: s.Header.StreamID, Seq: &seq, Events: s.Header.Events, Received: time.Now().UTC()}
+		if s.CopyAt != 0 {
+			r.Reason = fmt.Sprintf("re-signed into a new stream as spool entry %d", s.CopyAt)
+		}
+		if s.Err != nil {
+			r = Receipt{Verdict: "unreadable", Reason: s.Err.Error(), Received: time.Now().UTC()}
+			f.setAside(s.Entry, nil, signer.Header{}, r)
+		}
+		f.m.ForwardBatches.WithLabelValues(r.Verdict).Inc()
+		if err := f.markDelivered(s.Entry.Index, nil, r); err != nil {
+			return err
+		}
+		f.flushAcks()
+		last = s.Entry.Index
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return last, ctx.Err()
+		}
+		// What was replaced is acknowledged; the rest is sent as it is,
+		// and the next gap reseals it.
+		wait := f.backoff(4)
+		f.log.Error("re-signing into a new stream failed; will retry", "err", err, "retry_in", wait.Round(time.Millisecond))
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return last, ctx.Err()
+		case <-t.C:
+		}
+	}
+	return max(last, e.Index-1), nil
 }
 
 func fillReceipt(r *Receipt, base Receipt, status int) {

@@ -51,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "provtrail_agent_encode_errors_total", Help: "Events that could not be encoded as JSON and were skipped.",
 		}),
 		Batches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "provtrail_agent_batches_total", Help: "Batches signed and spooled, by kind (events, heartbeat).",
+			Name: "provtrail_agent_batches_total", Help: "Batches signed and spooled, by kind (events, heartbeat, resealed).",
 		}, []string{"kind"}),
 		BatchEvents: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "provtrail_agent_batch_events", Help: "Events per spooled batch.",

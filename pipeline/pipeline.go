@@ -38,10 +38,12 @@ var ErrStopped = errors.New("pipeline stopped")
 var errSealerStopped = errors.New("pipeline: sealer stopped")
 
 // Sealer signs a batch body into the agent's chain and hands it to store,
-// which must make it durable before returning nil. *signer.Chain
-// implements it.
+// which must make it durable before returning nil; Reset starts a new
+// stream (see Pipeline.Reseal). *signer.Chain implements it.
 type Sealer interface {
 	Seal(ctx context.Context, body []byte, meta signer.Meta, store func(context.Context, signer.Batch) error) (signer.Batch, error)
+	Reset(ctx context.Context) error
+	Info() signer.ChainInfo
 }
 
 // Config configures a Pipeline.
@@ -91,6 +93,10 @@ type Pipeline struct {
 	free chan []byte
 	// emitBufs recycles the copies Emit hands to the batching goroutine.
 	emitBufs sync.Pool
+
+	// sealMu is held while a batch is sealed into the chain and spooled,
+	// and by Reseal for all of its work.
+	sealMu sync.Mutex
 	// corrTypes are the collector types whose records go through the
 	// correlator (empty: none).
 	corrTypes map[string]bool
@@ -726,35 +732,28 @@ func (p *Pipeline) seal(ctx context.Context, j sealJob) error {
 		if err := p.cfg.Spool.WaitForSpace(ctx, len(body)+envelopeAllowance); err != nil {
 			return fmt.Errorf("pipeline: wait for spool space: %w", err)
 		}
+		// sealMu is never held while waiting for space: a Reseal, which
+		// makes the space, may need it meanwhile. A full spool fails the
+		// seal without advancing the chain, and it is tried again.
+		p.sealMu.Lock()
+		need := 0
 		_, err := p.cfg.Chain.Seal(ctx, body, j.meta, func(ctx context.Context, b signer.Batch) error {
-			wire, err := signer.MarshalBatch(b)
-			if err != nil {
-				return err
-			}
-			entry := encodeEntry(wire, j.pos)
-			for {
-				idx, err := p.cfg.Spool.Append(entry)
-				if errors.Is(err, spool.ErrFull) {
-					if err := p.cfg.Spool.WaitForSpace(ctx, len(entry)); err != nil {
-						return err
-					}
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				p.mu.Lock()
-				p.cfg.Positions.Set(j.pos, idx)
-				p.setThrough = idx
-				p.mu.Unlock()
-				return nil
-			}
+			var err error
+			_, need, err = p.spoolBatch(b, j.pos, p.cfg.Spool.Append)
+			return err
 		})
+		p.sealMu.Unlock()
 		if err == nil {
 			break
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("pipeline: seal: %w", ctx.Err())
+		}
+		if errors.Is(err, spool.ErrFull) {
+			if err := p.cfg.Spool.WaitForSpace(ctx, need); err != nil {
+				return fmt.Errorf("pipeline: wait for spool space: %w", err)
+			}
+			continue
 		}
 		p.m.SealErrors.Inc()
 		p.log.Error("cannot sign or spool a batch; retrying (collectors wait meanwhile)",

@@ -119,7 +119,8 @@ func startRig(t testing.TB, dir string, id *signer.PrivateKey, o rigOptions) *ri
 		t.Fatal(err)
 	}
 	r.fw, err = NewForwarder(ForwarderConfig{URL: r.recv.URL, Client: client, Spool: r.sp, Commit: r.p.CommitPositions,
-		StateDir: dir, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, AckInterval: 20 * time.Millisecond})
+		StateDir: dir, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, AckInterval: 20 * time.Millisecond,
+		Reseal: r.p.Reseal})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -736,5 +737,114 @@ func TestEmitCopiesAreRecycledCleanly(t *testing.T) {
 	}
 	if i != n {
 		t.Fatalf("central got %d events, want %d", i, n)
+	}
+}
+
+// deliverThenRestore has an agent on dir deliver n events and stop, and
+// returns the stream they went in and a receiver standing for central
+// restored from a backup taken before them: it never saw the stream. The
+// receiver is down until the test brings it up.
+func deliverThenRestore(t *testing.T, dir string, id *signer.PrivateKey, opts rigOptions, n int) (string, *testenv.Receiver) {
+	t.Helper()
+	r := startRig(t, dir, id, opts)
+	emitRange(t, r.p.Emitter("test/gen"), 0, n)
+	waitFor(t, "first events delivered", 10*time.Second, func() bool { return r.recv.EventCount() == n })
+	waitFor(t, "spool acknowledged", 5*time.Second, func() bool { return r.sp.Stats().Pending == 0 })
+	stream := r.recv.Batches()[0].Stream
+	r.stop()
+	restored := testenv.StartReceiver(t, testenv.ReceiverOptions{Audience: "test-central",
+		Agents: map[string]crypto.PublicKey{"host-1": id.Public()}, TLS: true})
+	restored.SetDown(true)
+	return stream, restored
+}
+
+// TestGapResealsIntoNewStream: central loses batches it acknowledged (it
+// is restored from a backup: here, a receiver that never saw the stream).
+// The next batch is a gap central cannot store, and neither could it any
+// later one of that stream. The agent re-signs everything it still holds
+// into a new stream, and central gets every event after the loss exactly
+// once, in order, in one new stream that names the old one.
+func TestGapResealsIntoNewStream(t *testing.T) {
+	id := testIdentity(t)
+	dir := t.TempDir()
+	opts := rigOptions{batchMaxEvents: 7, batchMaxWait: 20 * time.Millisecond}
+	oldStream, restored := deliverThenRestore(t, dir, id, opts, 30)
+	// restored is down: the batches wait until several are spooled, so
+	// that more than the first is re-signed.
+	opts.recv = restored
+	r2 := startRig(t, dir, id, opts)
+	emitRange(t, r2.p.Emitter("test/gen"), 30, 60)
+	waitFor(t, "batches spooled", 10*time.Second, func() bool { return r2.sp.Stats().Pending >= 4 })
+	restored.SetDown(false)
+	waitFor(t, "events after the loss delivered", 10*time.Second, func() bool { return restored.EventCount() == 30 })
+	waitFor(t, "spool acknowledged", 5*time.Second, func() bool { return r2.sp.Stats().Pending == 0 })
+
+	got := received(t, restored)
+	for i, v := range got {
+		if v != 30+i {
+			t.Fatalf("event %d is user%d, want user%d: order or exactly-once broken", i, v, 30+i)
+		}
+	}
+	batches := restored.Batches()
+	for i, b := range batches {
+		if b.Stream == oldStream || b.Stream != batches[0].Stream || b.Seq != uint64(i) {
+			t.Fatalf("batch %d: stream %s seq %d; want one new stream from seq 0 (old %s)", i, b.Stream, b.Seq, oldStream)
+		}
+	}
+	if batches[0].PrevStream != oldStream {
+		t.Fatalf("new stream's prev_stream = %q, want %q", batches[0].PrevStream, oldStream)
+	}
+	if v := restored.Verdicts(); v["gap"] != 1 {
+		t.Fatalf("verdicts %v: want exactly one gap", v)
+	}
+	rc, err := os.ReadFile(filepath.Join(dir, "receipts", "receipts.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(rc), `"verdict":"resealed"`); n < 4 {
+		t.Fatalf("%d resealed receipts, want one per replaced batch (>= 4):\n%s", n, rc)
+	}
+	r2.stop()
+
+	// After a restart the new stream goes on.
+	r3 := startRig(t, dir, id, opts)
+	emitRange(t, r3.p.Emitter("test/gen"), 60, 70)
+	waitFor(t, "events after restart", 10*time.Second, func() bool { return restored.EventCount() == 40 })
+	if b := restored.Batches(); b[len(b)-1].Stream != batches[0].Stream {
+		t.Fatalf("after restart the agent sent stream %s, want %s", b[len(b)-1].Stream, batches[0].Stream)
+	}
+}
+
+// TestGapResealOnFullSpool: the gap is found while the spool is full and
+// the sealer waits for space that only acknowledgements make. The reseal
+// must take the chain from the waiting seal, and everything arrives.
+func TestGapResealOnFullSpool(t *testing.T) {
+	id := testIdentity(t)
+	dir := t.TempDir()
+	opts := rigOptions{batchMaxEvents: 7, batchMaxWait: 20 * time.Millisecond, spoolMax: 24 << 10}
+	_, restored := deliverThenRestore(t, dir, id, opts, 10)
+	opts.recv = restored
+	r2 := startRig(t, dir, id, opts)
+	const n = 600
+	emitted := make(chan struct{})
+	go func() {
+		defer close(emitted)
+		em := r2.p.Emitter("test/gen")
+		for i := 10; i < 10+n; i++ {
+			if err := em.Emit(context.Background(), collectors.Record{Event: testEvent(i), Position: []byte(strconv.Itoa(i + 1))}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	waitFor(t, "spool full", 10*time.Second, func() bool { return r2.sp.Stats().Full })
+	restored.SetDown(false)
+	<-emitted
+	waitFor(t, "events after the loss delivered", 20*time.Second, func() bool { return restored.EventCount() == n })
+	got := received(t, restored)
+	for i, v := range got {
+		if v != 10+i {
+			t.Fatalf("event %d is user%d, want user%d: order or exactly-once broken", i, v, 10+i)
+		}
 	}
 }

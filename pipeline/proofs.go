@@ -320,8 +320,8 @@ func (p *Prover) readReceipts() error {
 }
 
 // provable says whether a receipt's batch is in central's log. A batch
-// central holds as a gap is logged only once the batches before it
-// arrive, which may be never: its receipt is not waited for.
+// answered as a gap was not logged (the forwarder re-signs it into a new
+// stream), nor was a resealed or unreadable one.
 func provable(verdict string) bool {
 	return verdict == "accepted" || verdict == "duplicate"
 }

@@ -516,6 +516,25 @@ func (v *Verifier) checkBody(ctx context.Context, h *Header, body []byte) ([]byt
 
 func countEvents(raw []byte) int { return bytes.Count(raw, []byte{'\n'}) }
 
+// OpenBody returns b's header and its decoded NDJSON body, checked against
+// the header's digest, lengths and event count, without verifying any
+// signature: it is for the sender re-reading a batch it sealed itself (an
+// agent re-signing spooled batches into a new stream), never for judging
+// a batch received.
+func OpenBody(b Batch, lim Limits) (Header, []byte, error) {
+	lim = lim.withDefaults()
+	p, err := parseBatchHeader(b, lim)
+	if err != nil {
+		return Header{}, nil, err
+	}
+	v := &Verifier{lim: lim}
+	raw, verdict, reason := v.checkBody(context.Background(), &p.h, b.Body)
+	if verdict != 0 {
+		return Header{}, nil, &VerdictError{Verdict: verdict, Reason: reason}
+	}
+	return p.h, raw, nil
+}
+
 // decode returns the decoded body, reading at most rawLen+1 bytes of output so that a
 // decompression bomb costs at most the declared (and limited) size.
 func (v *Verifier) decode(_ context.Context, enc Encoding, body []byte, rawLen int64) ([]byte, Verdict, string) {

@@ -274,3 +274,32 @@ func TestVerifierConcurrentStreams(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenBody: the sender gets back exactly the body it sealed, in every
+// encoding, and a body that no longer matches its header is refused.
+func TestOpenBody(t *testing.T) {
+	for _, enc := range []Encoding{EncodingIdentity, EncodingGzip, EncodingZstd} {
+		t.Run(string(enc), func(t *testing.T) {
+			s := newSim(t, t.TempDir(), ChainConfig{Audience: "aud", AgentID: "host-1", Identity: loadTestKey(t, "identity"), Encoding: enc}, "open-"+string(enc))
+			s.seal(3, 0)
+			b := s.seal(5, 3)
+			h, raw, err := OpenBody(b, Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := events(5, 3); !bytes.Equal(raw, want) {
+				t.Fatalf("body differs:\n%s\nwant\n%s", raw, want)
+			}
+			if h.Seq != 1 || h.Events != 5 || h.BodyEncoding != enc {
+				t.Fatalf("header %+v", h)
+			}
+			bad := b
+			bad.Body = bytes.Clone(b.Body)
+			bad.Body[len(bad.Body)/2] ^= 1
+			var ve *VerdictError
+			if _, _, err := OpenBody(bad, Limits{}); !errors.As(err, &ve) || ve.Verdict != BodyMismatch {
+				t.Fatalf("changed body: %v, want body_mismatch", err)
+			}
+		})
+	}
+}

@@ -535,7 +535,15 @@ func (s *Spool) notifyLocked() {
 // Append stores data as the next entry and returns its index once it is
 // durable. It returns ErrFull (without waiting) when the entry does not fit
 // under MaxBytes; see WaitForSpace. The spool keeps no reference to data.
-func (s *Spool) Append(data []byte) (uint64, error) {
+func (s *Spool) Append(data []byte) (uint64, error) { return s.append(data, true) }
+
+// AppendBeyond is Append without the MaxBytes bound. It is for re-writing
+// entries the spool already holds, each acknowledged right after its copy
+// is durable: waiting for space there could wait for itself. The spool
+// then exceeds MaxBytes by at most the copies of one segment's entries.
+func (s *Spool) AppendBeyond(data []byte) (uint64, error) { return s.append(data, false) }
+
+func (s *Spool) append(data []byte, bounded bool) (uint64, error) {
 	if len(data) == 0 {
 		return 0, errors.New("spool: empty entry")
 	}
@@ -548,7 +556,7 @@ func (s *Spool) Append(data []byte) (uint64, error) {
 	if s.closed {
 		return 0, ErrClosed
 	}
-	if s.bytes+fs > s.cfg.MaxBytes {
+	if bounded && s.bytes+fs > s.cfg.MaxBytes {
 		if !s.full {
 			s.full, s.since = true, time.Now()
 			s.stats.FullEvents++
@@ -580,7 +588,7 @@ func (s *Spool) Append(data []byte) (uint64, error) {
 	s.next++
 	s.pending += int64(len(data))
 	s.stats.Pending++
-	if s.full {
+	if bounded && s.full {
 		s.log.Info("spool has room again; collection resumes", "bytes", s.bytes, "max_bytes", s.cfg.MaxBytes,
 			"was_full_for", time.Since(s.since).Round(time.Millisecond))
 		s.full = false

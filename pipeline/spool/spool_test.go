@@ -310,17 +310,8 @@ func TestFullBlocksUntilAck(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, Config{Dir: dir, MaxBytes: 16 << 10})
 	data := bytes.Repeat([]byte("a"), 1000)
-	var n uint64
-	for {
-		idx, err := s.Append(data)
-		if errors.Is(err, ErrFull) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		n = idx
-	}
+	held := fill(t, s, data)
+	n := held[len(held)-1]
 	st := s.Stats()
 	if !st.Full || st.FullEvents != 1 {
 		t.Fatalf("stats after filling: %+v", st)
@@ -468,4 +459,49 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("newest after reopen: %v %v %v", e, ok, err)
 		}
 	})
+}
+
+// TestAppendBeyondOnFullSpool: copies of held entries go in even when the
+// spool is full, and acknowledging the originals makes room again.
+func TestAppendBeyondOnFullSpool(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, Config{Dir: dir, MaxBytes: 16 << 10, SegmentBytes: 4 << 10})
+	data := bytes.Repeat([]byte("a"), 1000)
+	held := fill(t, s, data)
+	for _, idx := range held {
+		cp, err := s.AppendBeyond(data)
+		if err != nil {
+			t.Fatalf("copy of %d: %v", idx, err)
+		}
+		if cp <= held[len(held)-1] {
+			t.Fatalf("copy index %d not after the originals", cp)
+		}
+		if err := s.Ack(idx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := s.Stats(); st.Pending != len(held) {
+		t.Fatalf("pending %d, want the %d copies", st.Pending, len(held))
+	}
+	s.Close()
+	s = open(t, Config{Dir: dir, MaxBytes: 16 << 10, SegmentBytes: 4 << 10})
+	if got := len(drain(t, s)); got != len(held) {
+		t.Fatalf("after reopening %d entries pending, want %d", got, len(held))
+	}
+}
+
+// fill appends data until the spool is full and returns the indexes.
+func fill(t *testing.T, s *Spool, data []byte) []uint64 {
+	t.Helper()
+	var held []uint64
+	for {
+		idx, err := s.Append(data)
+		if errors.Is(err, ErrFull) {
+			return held
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, idx)
+	}
 }
