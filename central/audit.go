@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -445,21 +446,49 @@ func firstDiff(got, want []byte) string {
 // checkOrphanEvents fails on event rows the batch pass did not account for
 // (rows inserted into the store that no signed body holds).
 func (a *auditor) checkOrphanEvents(ctx context.Context) {
+	st := a.cfg.Store
 	var n int
-	if err := a.cfg.Store.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE batch_id <= ?`, a.indexedThrough).Scan(&n); err != nil {
+	if err := st.ev.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE id < ?`, eventRowID(a.indexedThrough+1, 0)).Scan(&n); err != nil {
 		a.rep.fail("count stored events: %v", err)
 		return
 	}
 	if n != a.rep.Events {
 		a.rep.fail("store holds %d event rows, the signed batch bodies account for %d", n, a.rep.Events)
 	}
-	var orphans, ahead int
-	if err := a.cfg.Store.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE batch_id NOT IN (SELECT id FROM batches)`).Scan(&orphans); err == nil && orphans > 0 {
+	// The batches that event rows name (a row id range each), one seek
+	// per batch.
+	orphans := 0
+	for next := int64(0); ; {
+		var id int64
+		err := st.ev.db.QueryRowContext(ctx, `SELECT id FROM events WHERE id >= ? ORDER BY id LIMIT 1`, next).Scan(&id)
+		if err != nil {
+			if !errors.Is(err, sql.ErrNoRows) {
+				a.rep.fail("scan stored events: %v", err)
+			}
+			break
+		}
+		batch := id >> 32
+		var rows int
+		if err := st.ev.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE id >= ? AND id < ?`, eventRowID(batch, 0), eventRowID(batch+1, 0)).Scan(&rows); err != nil {
+			a.rep.fail("scan stored events: %v", err)
+			break
+		}
+		var one int
+		switch err := st.db.QueryRowContext(ctx, `SELECT 1 FROM batches WHERE id = ?`, batch).Scan(&one); {
+		case errors.Is(err, sql.ErrNoRows):
+			orphans += rows
+		case err != nil:
+			a.rep.fail("scan stored events: %v", err)
+		}
+		next = eventRowID(batch+1, 0)
+	}
+	if orphans > 0 {
 		a.rep.fail("store holds %d event rows that belong to no stored batch", orphans)
 	}
-	// Rows and the watermark are written in one transaction, so no row can
-	// belong to a batch past the watermark.
-	if err := a.cfg.Store.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE batch_id > (SELECT through_batch FROM index_state WHERE id = 1)`).Scan(&ahead); err == nil && ahead > 0 {
+	// Rows and the events file's watermark are written in one
+	// transaction, so no row can belong to a batch past the watermark.
+	var ahead int
+	if err := st.ev.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE id >= ((SELECT through_batch FROM index_state WHERE id = 1) + 1) << 32`).Scan(&ahead); err == nil && ahead > 0 {
 		a.rep.fail("store holds %d event rows for batches past the index watermark", ahead)
 	}
 }

@@ -40,10 +40,32 @@ func auditDataDir(t *testing.T, dataDir string, previous []byte) *AuditReport {
 
 func sqlExec(t *testing.T, dataDir, q string, args ...any) {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, StoreFile))
+	sqlExecIn(t, filepath.Join(dataDir, StoreFile), q, args...)
+}
+
+// openFile opens one database file of a data dir, closed when the test ends.
+func openFile(t *testing.T, file string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+file)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// sqlQueryRow scans the one row q selects from a database file.
+func sqlQueryRow(t *testing.T, file, q string, dest ...any) {
+	t.Helper()
+	if err := openFile(t, file).QueryRow(q).Scan(dest...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// sqlExecIn runs q on one database file of a data dir.
+func sqlExecIn(t *testing.T, file, q string, args ...any) {
+	t.Helper()
+	db := openFile(t, file)
 	defer db.Close()
 	res, err := db.Exec(q, args...)
 	if err != nil {
@@ -119,24 +141,26 @@ func TestAuditCatchesTampering(t *testing.T) {
 		want   string
 	}{
 		{"edited event", func(t *testing.T, dir string) {
-			sqlExec(t, dir, `UPDATE events SET user_name = 'nobody', time = time + 1000000000 WHERE event_id = 'host-1-b-3'`)
+			sqlExecIn(t, filepath.Join(dir, EventsFile), `UPDATE events SET user_name = 'nobody', time = time + 1000000000 WHERE event_id = 'host-1-b-3'`)
 		}, `stored event host-1-b-3 (line 3) differs from the signed body: user "nobody", body has "user3"; time`},
 		{"edited index column", func(t *testing.T, dir string) {
-			sqlExec(t, dir, `UPDATE events SET actor = 'mallory' WHERE event_id = 'host-2-a-0'`)
+			sqlExecIn(t, filepath.Join(dir, EventsFile), `UPDATE events SET actor = 'mallory' WHERE event_id = 'host-2-a-0'`)
 		}, `actor "mallory", body has "root"`},
 		{"deleted event", func(t *testing.T, dir string) {
-			sqlExec(t, dir, `DELETE FROM events WHERE event_id = 'host-1-c-5'`)
+			sqlExecIn(t, filepath.Join(dir, EventsFile), `DELETE FROM events WHERE event_id = 'host-1-c-5'`)
 		}, "event 5 (host-1-c-5) of the body is missing"},
 		{"inserted event", func(t *testing.T, dir string) {
-			sqlExec(t, dir, `INSERT INTO events (event_id, batch_id, ord, time, action, outcome, actor, user_name, group_name, privileges, system, host)
-				SELECT 'fake', batch_id, 19, time, action, outcome, actor, user_name, group_name, privileges, system, host FROM events LIMIT 1`)
-		}, "is not a line of the batch body"},
+			sqlExecIn(t, filepath.Join(dir, EventsFile), `INSERT INTO events (id, event_id, time, action, outcome, actor, user_name, group_name, privileges, system, host)
+				SELECT (id >> 32 << 32) + 1000, 'fake', time, action, outcome, actor, user_name, group_name, privileges, system, host FROM events LIMIT 1`)
+		}, "line 1000 is not in batch 1's body"},
 		{"edited body", func(t *testing.T, dir string) {
 			sqlExec(t, dir, `UPDATE batches SET body = CAST(body AS BLOB) || x'00' WHERE seq = 2 AND agent_id = 'host-2'`)
 		}, "body_mismatch"},
 		{"deleted batch", func(t *testing.T, dir string) {
-			sqlExec(t, dir, `DELETE FROM events WHERE batch_id IN (SELECT id FROM batches WHERE seq = 1 AND agent_id = 'host-1')`)
-			sqlExec(t, dir, `DELETE FROM batches WHERE seq = 1 AND agent_id = 'host-1'`)
+			var batch int64
+			sqlQueryRow(t, filepath.Join(dir, StoreFile), `SELECT id FROM batches WHERE seq = 1 AND agent_id = 'host-1'`, &batch)
+			sqlExecIn(t, filepath.Join(dir, EventsFile), `DELETE FROM events WHERE id >= ? AND id < ?`, eventRowID(batch, 0), eventRowID(batch+1, 0))
+			sqlExec(t, dir, `DELETE FROM batches WHERE id = ?`, batch)
 		}, "no stored batch has this log index"},
 		{"edited tile", func(t *testing.T, dir string) {
 			flipByte(t, filepath.Join(dir, LogDir, layout.TilePath(0, 0, 9)), 5)

@@ -13,10 +13,13 @@
 // the store in one transaction. Acks never wait for a checkpoint to be
 // published (DefaultCheckpointInterval): agents fetch inclusion proofs for
 // their receipts later. Events are indexed for queries right after the
-// commit by the store's indexer, in larger transactions; after a crash the
-// indexer resumes from its watermark using the stored bodies. When the
-// index backlog passes IngestConfig.MaxIndexBacklog new batches get 503
-// with Retry-After.
+// commit by the store's indexer, in larger transactions, into index files
+// of their own (events.db, entitlements.db, each with its own writer, so
+// indexing runs beside batch commits and never delays an ack); after a
+// crash the indexer resumes from each file's watermark using the stored
+// bodies, and a missing index file is rebuilt from them. When the index
+// backlog passes IngestConfig.MaxIndexBacklog new batches get 503 with
+// Retry-After.
 //
 // A resent batch gets verdict "duplicate" and the original receipt; it is
 // stored once. A rejected batch leaves nothing in the store; fork and
@@ -52,7 +55,9 @@
 // acknowledged by central when the agent is heard from again), and the
 // source gaps and full spools agents report in signed status reports.
 // The indexer maintains the entitlement table (who holds what now) and
-// its history in the same transaction as the events.
+// its history in entitlements.db, one stage behind the events: a stage
+// applies the changes of the events the previous one stored (an event
+// re-read from an earlier batch is stored once and applied once).
 //
 // Audit (provtrail verify) re-checks all of it offline or over this API.
 package central

@@ -194,33 +194,45 @@ CREATE TABLE agent_status (
 DROP INDEX events_group;
 DROP INDEX entitlement_history_time;
 `,
+	// 6: the derived index moved to its own files (EventsFile,
+	// EntitlementsFile), written in parallel with batch commits; the
+	// indexer rebuilds them from the stored bodies.
+	`
+DROP TABLE events;
+DROP TABLE entitlement_history;
+DROP TABLE entitlements;
+DROP TABLE index_state;
+`,
 }
 
-// SQLite is the embedded Store: one database file in WAL mode. Writes go
-// through a single writer goroutine that commits queued writes together
-// (group commit), each durably (synchronous=FULL); only the indexer's
-// transactions, which can be redone from the stored batches, commit with
-// synchronous=NORMAL (see commitIndex). A write function may
+// SQLite is the embedded Store: the store file (StoreFile) and the two
+// files of the derived index (EventsFile, EntitlementsFile), in WAL mode.
+// Writes to the store file go through a single writer goroutine that
+// commits queued writes together (group commit), each durably
+// (synchronous=FULL). The index files have a writer connection each, used
+// by the indexer's two stages (see sqlite_index.go). A write function may
 // run more than once (after another write in its group failed), so it must
 // not keep state across runs except through its transaction.
 type SQLite struct {
 	db     *sql.DB // readers
 	w      *sql.DB // the one writer connection
 	writes chan *writeReq
-	// indexWrites carries the indexer's transactions, served only when no
-	// other write waits.
-	indexWrites chan *writeReq
-	stop        chan struct{}
-	done        chan struct{}
-	once        sync.Once
-	log         *slog.Logger
-	bodies      bodyCache
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	log    *slog.Logger
+	bodies bodyCache
+
+	// The derived index: events and entitlements.
+	ev, ent *indexDB
 
 	// The indexer: batches are committed with their body; their events
-	// are inserted into the events table (and its indexes) afterwards,
-	// in larger transactions, so that acknowledging a batch never waits
-	// for index maintenance. pending holds the events the ingest path
-	// already parsed; after a restart the indexer parses bodies itself.
+	// are inserted into the events file afterwards, in larger
+	// transactions, and their entitlement changes into the entitlements
+	// file by a second stage (jobs), so that acknowledging a batch never
+	// waits for index maintenance. pending holds the events the ingest
+	// path already parsed; after a restart the indexer parses bodies
+	// itself.
 	imu       sync.Mutex
 	pending   map[int64][]StoredEvent
 	indexed   int64         // watermark: batches with id <= indexed are indexed
@@ -232,40 +244,11 @@ type SQLite struct {
 	readOnly  bool
 	// onIndexed is called (from the indexer) after each index transaction.
 	onIndexed func([]IndexedBatch)
-
-	// Owned by the writer goroutine: statements prepared once on the
-	// writer connection, and whether it is set to synchronous=NORMAL
-	// (index transactions) rather than FULL.
-	stmts   map[string]*sql.Stmt
-	relaxed bool
-	// Multi-row inserts of the index transaction.
+	// next is the last batch the events stage handed on (its own).
+	next int64
+	jobs chan indexJob
+	// Multi-row inserts of the index stages.
 	insEvents, insHistory, insGrants *multiInsert
-}
-
-// StopIndexing indexes every committed batch, calls the index hook for
-// them, and stops the indexer; the store stays open for other writes.
-// Close calls it.
-func (s *SQLite) StopIndexing() {
-	s.stopOnce.Do(func() {
-		close(s.stopIndex)
-		<-s.indexDone
-	})
-}
-
-// IndexedBatch is one batch whose events were just indexed.
-type IndexedBatch struct {
-	BatchID  int64
-	LogIndex uint64
-	Events   []StoredEvent
-}
-
-// SetIndexHook sets a function called after each index transaction with
-// the batches it indexed, in order. Set it before the first batch is
-// committed; it runs on the indexer goroutine and may block it.
-func (s *SQLite) SetIndexHook(fn func([]IndexedBatch)) {
-	s.imu.Lock()
-	defer s.imu.Unlock()
-	s.onIndexed = fn
 }
 
 type writeReq struct {
@@ -305,58 +288,60 @@ func openSQLite(ctx context.Context, dir string, logger *slog.Logger, index bool
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	path := filepath.Join(dir, StoreFile)
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
-	q.Add("_pragma", "foreign_keys(ON)")
-	// A large page cache keeps index pages of a group commit in memory
-	// instead of spilling them to the WAL mid-transaction.
-	q.Add("_pragma", "cache_size(-131072)")
-	q.Add("_pragma", "temp_store(MEMORY)")
-	// Checkpoint less often: hot index pages rewritten by many commits
-	// are then copied back to the database once.
-	q.Add("_pragma", "wal_autocheckpoint(16384)")
-	dsn := "file:" + path + "?" + q.Encode()
-	w, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
+	// The store file holds batches (appended) and small tables; the large
+	// page caches are the index files'.
+	w, db, err := openDB(ctx, path, migrations, "synchronous(FULL)", "foreign_keys(ON)", "cache_size(-32768)")
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, fmt.Errorf("open store: %w", err)
 	}
-	w.SetMaxOpenConns(1)
-	if err := migrate(ctx, w); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	db, err := sql.Open("sqlite", dsn+"&_pragma=query_only(ON)")
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	db.SetMaxOpenConns(8)
-	s := &SQLite{db: db, w: w, stmts: map[string]*sql.Stmt{}, writes: make(chan *writeReq, 1024), indexWrites: make(chan *writeReq, 1), stop: make(chan struct{}), done: make(chan struct{}), log: logger,
+	s := &SQLite{db: db, w: w, writes: make(chan *writeReq, 1024), stop: make(chan struct{}), done: make(chan struct{}), log: logger,
 		pending: map[int64][]StoredEvent{}, indexedCh: make(chan struct{}), kick: make(chan struct{}, 1),
-		stopIndex: make(chan struct{}), indexDone: make(chan struct{})}
-	if err := w.QueryRowContext(ctx, `SELECT through_batch FROM index_state WHERE id = 1`).Scan(&s.indexed); err != nil {
+		stopIndex: make(chan struct{}), indexDone: make(chan struct{}), jobs: make(chan indexJob, 1)}
+	if err := s.openIndex(ctx, dir, index); err != nil {
+		s.closeIndex()
 		db.Close()
 		w.Close()
-		return nil, fmt.Errorf("open store %s: index state: %w", path, err)
-	}
-	if err := s.prepareIndexStmts(); err != nil {
-		s.closeStmts()
-		db.Close()
-		w.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	go s.writer()
 	if index {
+		s.kick <- struct{}{} // index what a restart left at once
 		go s.indexer()
+		go s.entitler()
 	} else {
 		close(s.indexDone)
 	}
 	return s, nil
 }
 
-func migrate(ctx context.Context, db *sql.DB) error {
+// openDB opens one database file in WAL mode with the given pragmas: its
+// one writer connection (migrated) and a pool of readers.
+func openDB(ctx context.Context, path string, migs []string, pragmas ...string) (w, db *sql.DB, err error) {
+	q := url.Values{}
+	for _, p := range append([]string{"busy_timeout(10000)", "journal_mode(WAL)", "temp_store(MEMORY)",
+		// Checkpoint less often: hot pages rewritten by many commits
+		// are then copied back to the database once.
+		"wal_autocheckpoint(16384)"}, pragmas...) {
+		q.Add("_pragma", p)
+	}
+	dsn := "file:" + path + "?" + q.Encode()
+	if w, err = sql.Open("sqlite", dsn+"&_txlock=immediate"); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	if err := migrate(ctx, w, migs); err != nil {
+		w.Close()
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if db, err = sql.Open("sqlite", dsn+"&_pragma=query_only(ON)"); err != nil {
+		w.Close()
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	db.SetMaxOpenConns(8)
+	return w, db, nil
+}
+
+func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -400,18 +385,10 @@ func (s *SQLite) writer() {
 	defer close(s.done)
 	for {
 		var first *writeReq
-		// Batch commits (acks wait for them) go before index writes.
 		select {
 		case first = <-s.writes:
-		default:
-			select {
-			case first = <-s.writes:
-			case r := <-s.indexWrites:
-				s.commitIndex(r)
-				continue
-			case <-s.stop:
-				return
-			}
+		case <-s.stop:
+			return
 		}
 		group := []*writeReq{first}
 	gather:
@@ -427,59 +404,7 @@ func (s *SQLite) writer() {
 	}
 }
 
-// commitIndex runs an index transaction with synchronous=NORMAL: its
-// commit does not wait for fsync. That is safe because the index is
-// derived from the stored batches and index_state is in the same
-// database: a crash loses at most the newest index transactions (WAL
-// recovery keeps a prefix of the commits) and the indexer redoes them
-// from the bodies. The next batch commit (FULL) fsyncs the WAL with
-// everything before it.
-//
-// It also runs without foreign key enforcement: the indexer inserts
-// events only for batches it read from the batches table, which never
-// loses rows, and without a constraint that can abort a statement
-// half-way its multi-row INSERT OR IGNOREs need no statement journal.
-// (provtrail verify still counts events without a batch.)
-func (s *SQLite) commitIndex(r *writeReq) {
-	if !s.relaxed {
-		if _, err := s.w.Exec(`PRAGMA synchronous = NORMAL`); err != nil {
-			r.err <- fmt.Errorf("store: relax sync for indexing: %w", err)
-			return
-		}
-		s.relaxed = true
-		if _, err := s.w.Exec(`PRAGMA foreign_keys = OFF`); err != nil {
-			r.err <- fmt.Errorf("store: foreign keys off for indexing: %w", err)
-			return
-		}
-	}
-	r.err <- s.runTx([]*writeReq{r})
-}
-
-// strict sets the writer connection back to synchronous=FULL and foreign
-// key enforcement after index transactions.
-func (s *SQLite) strict() error {
-	if !s.relaxed {
-		return nil
-	}
-	if _, err := s.w.Exec(`PRAGMA synchronous = FULL`); err != nil {
-		return fmt.Errorf("store: restore synchronous=FULL: %w", err)
-	}
-	if _, err := s.w.Exec(`PRAGMA foreign_keys = ON`); err != nil {
-		return fmt.Errorf("store: restore foreign keys: %w", err)
-	}
-	s.relaxed = false
-	return nil
-}
-
 func (s *SQLite) commitGroup(group []*writeReq) {
-	// Batch commits (and every other write) are durable before they
-	// return: never run them relaxed.
-	if err := s.strict(); err != nil {
-		for _, r := range group {
-			r.err <- err
-		}
-		return
-	}
 	// Optimistically run the whole group in one transaction. If any write
 	// fails, roll back and run each write alone so that one bad write does
 	// not fail the others. (Savepoints per write would do the same but cost
@@ -517,16 +442,12 @@ func (s *SQLite) runTx(group []*writeReq) error {
 // write runs fn in the writer's transaction and returns once it is
 // committed (or failed).
 func (s *SQLite) write(ctx context.Context, fn func(*sql.Tx) error) error {
-	return s.writeOn(ctx, s.writes, fn)
-}
-
-func (s *SQLite) writeOn(ctx context.Context, ch chan *writeReq, fn func(*sql.Tx) error) error {
 	if s.readOnly {
 		return errors.New("store opened read-only")
 	}
 	r := &writeReq{fn: fn, err: make(chan error, 1)}
 	select {
-	case ch <- r:
+	case s.writes <- r:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.stop:
@@ -545,7 +466,6 @@ func (s *SQLite) Close() error {
 		s.StopIndexing()
 		close(s.stop)
 		<-s.done
-		s.closeStmts()
 		// Fail writes that were queued but not taken.
 		for {
 			select {
@@ -556,7 +476,7 @@ func (s *SQLite) Close() error {
 			}
 			break
 		}
-		err = errors.Join(s.db.Close(), s.w.Close())
+		err = errors.Join(s.closeIndex(), s.db.Close(), s.w.Close())
 	})
 	return err
 }
@@ -752,373 +672,11 @@ func (s *SQLite) CommitBatch(ctx context.Context, w *BatchWrite) (CommitResult, 
 	return res, err
 }
 
-// IndexBacklog returns how many committed events wait to be indexed.
-func (s *SQLite) IndexBacklog() int {
-	s.imu.Lock()
-	defer s.imu.Unlock()
-	n := 0
-	for _, evs := range s.pending {
-		n += len(evs)
-	}
-	return n
-}
-
-// An index transaction inserts up to maxIndexEvents events: large
-// transactions write each hot index page to the WAL once rather than once
-// per transaction. When batch commits (which acks wait for) queue behind
-// it, it ends at the next batch after indexStepEvents more events.
-const (
-	maxIndexEvents  = 8192
-	indexStepEvents = 1024
-)
-
-// indexer inserts committed batches' events into the events table until
-// Close, which it answers by indexing everything committed first.
-func (s *SQLite) indexer() {
-	defer close(s.indexDone)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		draining := false
-		select {
-		case <-s.kick:
-		case <-tick.C:
-		case <-s.stopIndex:
-			draining = true
-		}
-		for {
-			n, err := s.indexSome(context.Background())
-			if err != nil {
-				s.log.Error("index events", "err", err)
-				break
-			}
-			if n == 0 {
-				break
-			}
-		}
-		if draining {
-			return
-		}
-	}
-}
-
-type indexBatch struct {
-	id       int64
-	logIndex uint64
-	events   []StoredEvent
-}
-
-// indexSome indexes the next batches after the watermark and returns how
-// many it indexed.
-func (s *SQLite) indexSome(ctx context.Context) (int, error) {
-	s.imu.Lock()
-	from := s.indexed
-	s.imu.Unlock()
-	rows, err := s.db.QueryContext(ctx, `SELECT id, log_index, events FROM batches WHERE id > ? ORDER BY id LIMIT 256`, from)
-	if err != nil {
-		return 0, err
-	}
-	type ref struct {
-		id       int64
-		logIndex int64
-		events   int
-	}
-	var refs []ref
-	for rows.Next() {
-		var r ref
-		if err := rows.Scan(&r.id, &r.logIndex, &r.events); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		refs = append(refs, r)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil || len(refs) == 0 {
-		return 0, err
-	}
-	var todo []indexBatch
-	total := 0
-	for _, r := range refs {
-		if len(todo) > 0 && total+r.events > maxIndexEvents {
-			break
-		}
-		s.imu.Lock()
-		evs, ok := s.pending[r.id]
-		s.imu.Unlock()
-		if !ok {
-			// Committed before a restart: parse the stored body.
-			if evs, err = s.parseStoredBatch(ctx, r.id); err != nil {
-				return 0, err
-			}
-		}
-		todo = append(todo, indexBatch{r.id, uint64(r.logIndex), evs})
-		total += r.events
-	}
-	done := 0
-	err = s.writeOn(ctx, s.indexWrites, func(tx *sql.Tx) error {
-		done = 0
-		for done < len(todo) {
-			if done > 0 && len(s.writes) > 0 {
-				break // batch commits wait: let them go first
-			}
-			n, events := 0, 0
-			for done+n < len(todo) && (n == 0 || events+len(todo[done+n].events) <= indexStepEvents) {
-				events += len(todo[done+n].events)
-				n++
-			}
-			step := todo[done : done+n]
-			skipped, err := s.insertEvents(tx, step)
-			if err != nil {
-				return err
-			}
-			// An event already stored (from an earlier batch) was
-			// applied then; it does not change entitlements again.
-			if err := s.applyEntitlements(tx, entitlementChanges(step, skipped)); err != nil {
-				return err
-			}
-			done += n
-		}
-		_, err := tx.Stmt(s.stmts[sqlIndexState]).Exec(todo[done-1].id)
-		return err
-	})
-	if err != nil {
-		return 0, err
-	}
-	todo = todo[:done]
-	last := todo[done-1].id
-	s.imu.Lock()
-	for _, b := range todo {
-		delete(s.pending, b.id)
-	}
-	s.indexed = last
-	close(s.indexedCh)
-	s.indexedCh = make(chan struct{})
-	hook := s.onIndexed
-	s.imu.Unlock()
-	if hook != nil {
-		out := make([]IndexedBatch, len(todo))
-		for i, b := range todo {
-			out[i] = IndexedBatch{BatchID: b.id, LogIndex: b.logIndex, Events: b.events}
-		}
-		hook(out)
-	}
-	return len(todo), nil
-}
-
-func (s *SQLite) parseStoredBatch(ctx context.Context, id int64) ([]StoredEvent, error) {
-	var body, hh []byte
-	var enc string
-	if err := s.db.QueryRowContext(ctx, `SELECT body, encoding, header_hash FROM batches WHERE id = ?`, id).Scan(&body, &enc, &hh); err != nil {
-		return nil, fmt.Errorf("batch %d: %w", id, err)
-	}
-	raw, err := DecodeBody(signer.Encoding(enc), body)
-	if err != nil {
-		return nil, fmt.Errorf("batch %d body: %w", id, err)
-	}
-	var digest signer.Digest
-	copy(digest[:], hh)
-	evs, _ := parseEvents(raw, digest, nil)
-	return evs, nil
-}
-
-// IndexedThrough returns the id of the last batch whose events are
-// indexed (queryable).
-func (s *SQLite) IndexedThrough(ctx context.Context) (int64, error) {
-	var n int64
-	if err := s.db.QueryRowContext(ctx, `SELECT through_batch FROM index_state WHERE id = 1`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("index state: %w", err)
-	}
-	return n, nil
-}
-
-// WaitIndexed blocks until the batch with the given id is indexed.
-func (s *SQLite) WaitIndexed(ctx context.Context, batchID int64) error {
-	for {
-		s.imu.Lock()
-		done, ch := s.indexed >= batchID, s.indexedCh
-		s.imu.Unlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.indexDone:
-			return errors.New("store closed")
-		}
-	}
-}
-
 // MaxBatchID returns the id of the newest stored batch (0: none).
 func (s *SQLite) MaxBatchID(ctx context.Context) (int64, error) {
 	var n int64
 	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM batches`).Scan(&n)
 	return n, err
-}
-
-// rowsPerStmt is the most rows one multi-row INSERT carries (at most 12
-// parameters each; SQLite allows 32766): per-statement overhead dominates
-// single-row inserts.
-const rowsPerStmt = 128
-
-// multiInsert is a multi-row INSERT prepared once on the writer
-// connection for every power of two of rows up to rowsPerStmt.
-type multiInsert struct {
-	cols  int
-	stmts []*sql.Stmt // stmts[i] inserts 1<<i rows
-}
-
-func prepareMulti(db *sql.DB, head, tuple, tail string, cols int) (*multiInsert, error) {
-	m := &multiInsert{cols: cols}
-	for n := 1; n <= rowsPerStmt; n *= 2 {
-		var sb strings.Builder
-		sb.WriteString(head)
-		for i := range n {
-			if i > 0 {
-				sb.WriteByte(',')
-			}
-			sb.WriteString(tuple)
-		}
-		sb.WriteString(tail)
-		st, err := db.Prepare(sb.String())
-		if err != nil {
-			m.close()
-			return nil, fmt.Errorf("prepare %s: %w", head, err)
-		}
-		m.stmts = append(m.stmts, st)
-	}
-	return m, nil
-}
-
-func (m *multiInsert) close() {
-	if m == nil {
-		return
-	}
-	for _, st := range m.stmts {
-		st.Close()
-	}
-}
-
-// exec inserts the rows whose parameters are args (cols per row), calling
-// done (if not nil) with each statement's first row, row count and rows
-// affected.
-func (m *multiInsert) exec(tx *sql.Tx, args []any, done func(first, n int, affected int64) error) error {
-	rows := len(args) / m.cols
-	for first := 0; first < rows; {
-		i := len(m.stmts) - 1
-		for 1<<i > rows-first {
-			i--
-		}
-		n := 1 << i
-		r, err := tx.Stmt(m.stmts[i]).Exec(args[first*m.cols : (first+n)*m.cols]...)
-		if err != nil {
-			return err
-		}
-		if done != nil {
-			affected, _ := r.RowsAffected()
-			if err := done(first, n, affected); err != nil {
-				return err
-			}
-		}
-		first += n
-	}
-	return nil
-}
-
-// Statements of the index transaction that are not multi-row inserts.
-const (
-	sqlEventAt    = `SELECT batch_id, ord FROM events WHERE time = ? AND event_id = ?`
-	sqlIndexState = `UPDATE index_state SET through_batch = ? WHERE id = 1`
-	sqlRevoke     = `DELETE FROM entitlements WHERE system = ? AND scope = ? AND kind = ? AND name = ? AND user_name = ?`
-	sqlRevokeUser = `DELETE FROM entitlements WHERE system = ? AND scope = ? AND user_name = ?`
-	sqlRevokeName = `DELETE FROM entitlements WHERE system = ? AND scope = ? AND kind = ? AND name = ?`
-	// OR IGNORE: an event whose (time, id) is stored is not stored
-	// again (the other constraints are NOT NULLs, never violated).
-	insertEventsHead = `INSERT OR IGNORE INTO events (event_id, batch_id, ord, time, action, outcome, actor, user_name, group_name, privileges, system, host) VALUES `
-)
-
-// prepareIndexStmts prepares the index transaction's statements on the
-// writer connection (before the writer starts: while a transaction holds
-// the one connection, nothing else can prepare on it).
-func (s *SQLite) prepareIndexStmts() error {
-	var err error
-	if s.insEvents, err = prepareMulti(s.w, insertEventsHead, "(?,?,?,?,?,?,?,?,?,?,?,?)", "", 12); err != nil {
-		return err
-	}
-	if s.insHistory, err = prepareMulti(s.w, `INSERT OR IGNORE INTO entitlement_history (time, event_id, n, op, system, scope, kind, name, user_name, granted_by, log_index) VALUES `,
-		"(?,?,?,?,?,?,?,?,?,?,?)", "", 11); err != nil {
-		return err
-	}
-	if s.insGrants, err = prepareMulti(s.w, `INSERT OR IGNORE INTO entitlements (system, scope, kind, name, user_name, since, granted_by, event_id, log_index) VALUES `,
-		"(?,?,?,?,?,?,?,?,?)", "", 9); err != nil {
-		return err
-	}
-	for _, q := range []string{sqlEventAt, sqlIndexState, sqlRevoke, sqlRevokeUser, sqlRevokeName} {
-		st, err := s.w.Prepare(q)
-		if err != nil {
-			return fmt.Errorf("prepare %s: %w", q, err)
-		}
-		s.stmts[q] = st
-	}
-	return nil
-}
-
-func (s *SQLite) closeStmts() {
-	for _, st := range s.stmts {
-		st.Close()
-	}
-	s.insEvents.close()
-	s.insHistory.close()
-	s.insGrants.close()
-}
-
-// evKey names one event of a batch.
-type evKey struct {
-	batch int64
-	ord   int
-}
-
-// insertEvents inserts the batches' events and returns those it did not
-// insert because their (time, id) was already stored (nil: none).
-func (s *SQLite) insertEvents(tx *sql.Tx, todo []indexBatch) (map[evKey]bool, error) {
-	var all []*StoredEvent
-	var ids []int64
-	args := make([]any, 0, 12*indexStepEvents)
-	for _, b := range todo {
-		for i := range b.events {
-			e := &b.events[i]
-			all, ids = append(all, e), append(ids, b.id)
-			args = append(args, e.EventID, b.id, e.Ord, unixNano(e.Time), e.Action, e.Outcome, e.Actor, e.User, e.Group, e.Privileges, e.System, e.Host)
-		}
-	}
-	var skipped map[evKey]bool
-	err := s.insEvents.exec(tx, args, func(first, n int, affected int64) error {
-		if affected == int64(n) {
-			return nil
-		}
-		// Some were already stored: find which, by who holds their key.
-		at := tx.Stmt(s.stmts[sqlEventAt])
-		for i := first; i < first+n; i++ {
-			e := all[i]
-			var batch int64
-			var ord int
-			if err := at.QueryRow(unixNano(e.Time), e.EventID).Scan(&batch, &ord); err != nil {
-				return fmt.Errorf("event %s: %w", e.EventID, err)
-			}
-			if batch != ids[i] || ord != e.Ord {
-				if skipped == nil {
-					skipped = map[evKey]bool{}
-				}
-				skipped[evKey{ids[i], e.Ord}] = true
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("insert events: %w", err)
-	}
-	return skipped, nil
 }
 
 const batchCols = `id, agent_id, stream_id, seq, log_index, header_hash, record, envelope, body, encoding, events, received_at`
@@ -1187,7 +745,7 @@ func (s *SQLite) ForEachBatch(ctx context.Context, fn func(Batch) error) error {
 	}
 }
 
-const eventCols = `id, batch_id, ord, event_id, time, action, outcome, actor, user_name, group_name, privileges, system, host`
+const eventCols = `id, id >> 32, id & 4294967295, event_id, time, action, outcome, actor, user_name, group_name, privileges, system, host`
 
 func scanEvent(scan func(...any) error) (StoredEvent, error) {
 	var e StoredEvent
@@ -1201,7 +759,7 @@ func scanEvent(scan func(...any) error) (StoredEvent, error) {
 
 // BatchEvents returns a batch's stored events in body order.
 func (s *SQLite) BatchEvents(ctx context.Context, batchID int64) ([]StoredEvent, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+eventCols+` FROM events WHERE batch_id = ? ORDER BY ord`, batchID)
+	rows, err := s.ev.db.QueryContext(ctx, `SELECT `+eventCols+` FROM events WHERE id >= ? AND id < ? ORDER BY id`, eventRowID(batchID, 0), eventRowID(batchID+1, 0))
 	if err != nil {
 		return nil, fmt.Errorf("batch %d events: %w", batchID, err)
 	}
@@ -1223,7 +781,7 @@ func (s *SQLite) BatchEvents(ctx context.Context, batchID int64) ([]StoredEvent,
 
 // EventByID returns the stored event with the given event id.
 func (s *SQLite) EventByID(ctx context.Context, id string) (StoredEvent, error) {
-	e, err := scanEvent(s.db.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE event_id = ?`, id).Scan)
+	e, err := scanEvent(s.ev.db.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE event_id = ?`, id).Scan)
 	if errors.Is(err, sql.ErrNoRows) {
 		return StoredEvent{}, fmt.Errorf("event %s: %w", id, ErrNotFound)
 	}
@@ -1383,7 +941,7 @@ func (s *SQLite) QueryEvents(ctx context.Context, q EventQuery) (EventPage, erro
 	}
 	sqlq += " ORDER BY time, id LIMIT ?"
 	args = append(args, limit+1)
-	rows, err := s.db.QueryContext(ctx, sqlq, args...)
+	rows, err := s.ev.db.QueryContext(ctx, sqlq, args...)
 	if err != nil {
 		return EventPage{}, fmt.Errorf("query events: %w", err)
 	}

@@ -216,11 +216,11 @@ func (s *SQLite) applyEntitlements(tx *sql.Tx, changes []entChange) error {
 		var err error
 		switch ec.c.Op {
 		case entitlements.Revoke:
-			_, err = tx.Stmt(s.stmts[sqlRevoke]).Exec(h.System, h.Scope, string(h.Kind), h.Name, h.User)
+			_, err = tx.Stmt(s.ent.stmts[sqlRevoke]).Exec(h.System, h.Scope, string(h.Kind), h.Name, h.User)
 		case entitlements.RevokeUser:
-			_, err = tx.Stmt(s.stmts[sqlRevokeUser]).Exec(h.System, h.Scope, h.User)
+			_, err = tx.Stmt(s.ent.stmts[sqlRevokeUser]).Exec(h.System, h.Scope, h.User)
 		case entitlements.RevokeName:
-			_, err = tx.Stmt(s.stmts[sqlRevokeName]).Exec(h.System, h.Scope, string(h.Kind), h.Name)
+			_, err = tx.Stmt(s.ent.stmts[sqlRevokeName]).Exec(h.System, h.Scope, string(h.Kind), h.Name)
 		}
 		if err != nil {
 			return fmt.Errorf("entitlements: %w", err)
@@ -259,7 +259,7 @@ func (s *SQLite) Entitlements(ctx context.Context, q EntitlementQuery) ([]entitl
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
 	query += " ORDER BY system, scope, kind, name, user_name"
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := s.ent.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("entitlements: %w", err)
 	}
@@ -281,7 +281,7 @@ func (s *SQLite) Entitlements(ctx context.Context, q EntitlementQuery) ([]entitl
 // EntitlementDrift returns what was granted in [from, to) and is still
 // held at to (by event time), replaying the stored entitlement history.
 func (s *SQLite) EntitlementDrift(ctx context.Context, from, to time.Time) ([]entitlements.Holding, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT h.time, h.event_id, h.op, h.system, h.scope, h.kind, h.name, h.user_name, h.granted_by, h.log_index
+	rows, err := s.ent.db.QueryContext(ctx, `SELECT h.time, h.event_id, h.op, h.system, h.scope, h.kind, h.name, h.user_name, h.granted_by, h.log_index
 		FROM entitlement_history h WHERE h.time < ? ORDER BY h.id`, to.UnixNano())
 	if err != nil {
 		return nil, fmt.Errorf("entitlement drift: %w", err)

@@ -317,7 +317,7 @@ func TestEntitlementsLiveAndRebuilt(t *testing.T) {
 			t.Errorf("%s: holdings\n%+v\nwant\n%+v", name, got, wantHoldings)
 		}
 		var n int
-		if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM entitlement_history`).Scan(&n); err != nil || n != 12 {
+		if err := s.ent.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM entitlement_history`).Scan(&n); err != nil || n != 12 {
 			t.Errorf("%s: %d history rows (%v), want 12", name, n, err)
 		}
 	}

@@ -341,7 +341,7 @@ collector "authlog" "system" {
 
 	// Tampering with a stored event makes verify fail with the reason.
 	dataDir := filepath.Join(dir, "data")
-	if err := tamperSQLite(filepath.Join(dataDir, central.StoreFile), `UPDATE events SET user_name = 'mallory' WHERE user_name = 'alice' AND action = 'user.create'`); err != nil {
+	if err := tamperSQLite(filepath.Join(dataDir, central.EventsFile), `UPDATE events SET user_name = 'mallory' WHERE user_name = 'alice' AND action = 'user.create'`); err != nil {
 		t.Fatal(err)
 	}
 	code, out, _ = runCmd(t, "verify", "--config", centralHCL, "--quiet")
