@@ -248,7 +248,7 @@ type SQLite struct {
 	next int64
 	jobs chan indexJob
 	// Multi-row inserts of the index stages.
-	insEvents, insHistory, insGrants *multiInsert
+	insEvents, insGrants *multiInsert
 }
 
 type writeReq struct {

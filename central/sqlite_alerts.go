@@ -154,7 +154,6 @@ var entitlementActions = map[string]bool{
 type entChange struct {
 	time    int64
 	eventID string
-	n       int
 	c       entitlements.Change
 }
 
@@ -173,9 +172,9 @@ func entitlementChanges(todo []indexBatch, skipped map[evKey]bool) []entChange {
 			if !se.parsed {
 				ents = eventFields(se.JSON).ents
 			}
-			for i, c := range ents {
+			for _, c := range ents {
 				c.Holding.LogIndex = int64(b.logIndex)
-				out = append(out, entChange{time: unixNano(se.Time), eventID: se.EventID, n: i, c: c})
+				out = append(out, entChange{time: unixNano(se.Time), eventID: se.EventID, c: c})
 			}
 		}
 	}
@@ -190,15 +189,10 @@ func (s *SQLite) applyEntitlements(tx *sql.Tx, changes []entChange) error {
 	if len(changes) == 0 {
 		return nil
 	}
-	args := make([]any, 0, 11*len(changes))
-	for _, ec := range changes {
-		h := ec.c.Holding
-		args = append(args, ec.time, ec.eventID, ec.n, int(ec.c.Op), h.System, h.Scope, string(h.Kind), h.Name, h.User, h.GrantedBy, h.LogIndex)
-	}
-	if err := s.insHistory.exec(tx, args, nil); err != nil {
+	if _, err := tx.Stmt(s.ent.stmts[sqlHistory]).Exec(appendChanges(nil, changes)); err != nil {
 		return fmt.Errorf("entitlement history: %w", err)
 	}
-	grants := args[:0]
+	grants := make([]any, 0, 9*len(changes))
 	flush := func() error {
 		err := s.insGrants.exec(tx, grants, nil)
 		grants = grants[:0]
@@ -281,28 +275,32 @@ func (s *SQLite) Entitlements(ctx context.Context, q EntitlementQuery) ([]entitl
 // EntitlementDrift returns what was granted in [from, to) and is still
 // held at to (by event time), replaying the stored entitlement history.
 func (s *SQLite) EntitlementDrift(ctx context.Context, from, to time.Time) ([]entitlements.Holding, error) {
-	rows, err := s.ent.db.QueryContext(ctx, `SELECT h.time, h.event_id, h.op, h.system, h.scope, h.kind, h.name, h.user_name, h.granted_by, h.log_index
-		FROM entitlement_history h WHERE h.time < ? ORDER BY h.id`, to.UnixNano())
+	rows, err := s.ent.db.QueryContext(ctx, `SELECT changes FROM entitlement_history ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("entitlement drift: %w", err)
 	}
 	defer rows.Close()
 	t := entitlements.NewTable()
 	granted := map[entitlements.Key]bool{}
+	end := to.UnixNano()
 	for rows.Next() {
-		var c entitlements.Change
-		var tm int64
-		var op int
-		var kind string
-		h := &c.Holding
-		if err := rows.Scan(&tm, &h.EventID, &op, &h.System, &h.Scope, &kind, &h.Name, &h.User, &h.GrantedBy, &h.LogIndex); err != nil {
+		var blob []byte
+		if err := rows.Scan(&blob); err != nil {
 			return nil, fmt.Errorf("entitlement drift: %w", err)
 		}
-		c.Op, h.Kind, h.Since = entitlements.Op(op), entitlements.Kind(kind), fromNano(tm)
-		if c.Op == entitlements.Grant && !h.Since.Before(from) {
-			granted[h.Key] = true
+		err := decodeChanges(blob, func(tm int64, c entitlements.Change) {
+			if tm >= end {
+				return
+			}
+			c.Holding.Since = fromNano(tm)
+			if c.Op == entitlements.Grant && !c.Holding.Since.Before(from) {
+				granted[c.Holding.Key] = true
+			}
+			t.Apply([]entitlements.Change{c})
+		})
+		if err != nil {
+			return nil, fmt.Errorf("entitlement drift: %w", err)
 		}
-		t.Apply([]entitlements.Change{c})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("entitlement drift: %w", err)

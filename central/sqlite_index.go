@@ -67,9 +67,10 @@ var entitlementsMigrations = []string{
 	// 1: who holds what now, and the history of changes in index order.
 	// The current table is keyed name first, so that a group's holders
 	// and a revoke by name need no index of their own; by user it has
-	// one. The history needs no unique key: an event already stored from
-	// an earlier batch is skipped by the events stage and its changes are
-	// not recorded again.
+	// one. The history is only ever replayed whole, so it is kept a blob
+	// per transaction (enthistory.go); it needs no unique key: an event
+	// already stored from an earlier batch is skipped by the events stage
+	// and its changes are not recorded again.
 	`
 CREATE TABLE entitlements (
 	system     TEXT NOT NULL,
@@ -84,19 +85,10 @@ CREATE TABLE entitlements (
 	PRIMARY KEY (name, kind, system, scope, user_name)
 ) WITHOUT ROWID;
 CREATE INDEX entitlements_user ON entitlements (user_name);
+-- One row per index transaction: its changes, in order (appendChanges).
 CREATE TABLE entitlement_history (
-	id         INTEGER PRIMARY KEY,
-	time       INTEGER NOT NULL,
-	event_id   TEXT NOT NULL,
-	n          INTEGER NOT NULL,
-	op         INTEGER NOT NULL,
-	system     TEXT NOT NULL,
-	scope      TEXT NOT NULL,
-	kind       TEXT NOT NULL,
-	name       TEXT NOT NULL,
-	user_name  TEXT NOT NULL,
-	granted_by TEXT NOT NULL,
-	log_index  INTEGER NOT NULL
+	id      INTEGER PRIMARY KEY,
+	changes BLOB NOT NULL
 );
 CREATE TABLE index_state (
 	id            INTEGER PRIMARY KEY CHECK (id = 1),
@@ -216,10 +208,6 @@ func (s *SQLite) prepareIndex(ctx context.Context) error {
 	if s.insEvents, err = prepareMulti(s.ev.w, insertEventsHead, "(?,?,?,?,?,?,?,?,?,?,?)", "", 11); err != nil {
 		return err
 	}
-	if s.insHistory, err = prepareMulti(s.ent.w, `INSERT INTO entitlement_history (time, event_id, n, op, system, scope, kind, name, user_name, granted_by, log_index) VALUES `,
-		"(?,?,?,?,?,?,?,?,?,?,?)", "", 11); err != nil {
-		return err
-	}
 	if s.insGrants, err = prepareMulti(s.ent.w, `INSERT OR IGNORE INTO entitlements (system, scope, kind, name, user_name, since, granted_by, event_id, log_index) VALUES `,
 		"(?,?,?,?,?,?,?,?,?)", "", 9); err != nil {
 		return err
@@ -227,12 +215,11 @@ func (s *SQLite) prepareIndex(ctx context.Context) error {
 	if err := s.ev.prepare(sqlEventAt, sqlSetThrough); err != nil {
 		return err
 	}
-	return s.ent.prepare(sqlSetThrough, sqlRevoke, sqlRevokeUser, sqlRevokeName)
+	return s.ent.prepare(sqlSetThrough, sqlRevoke, sqlRevokeUser, sqlRevokeName, sqlHistory)
 }
 
 func (s *SQLite) closeIndex() error {
 	s.insEvents.close()
-	s.insHistory.close()
 	s.insGrants.close()
 	return errors.Join(s.ev.close(), s.ent.close())
 }
@@ -634,6 +621,7 @@ func (m *multiInsert) exec(tx *sql.Tx, args []any, done func(first, n int, affec
 // Statements of the index transactions that are not multi-row inserts.
 const (
 	sqlEventAt    = `SELECT id FROM events WHERE time = ? AND event_id = ?`
+	sqlHistory    = `INSERT INTO entitlement_history (changes) VALUES (?)`
 	sqlRevoke     = `DELETE FROM entitlements WHERE system = ? AND scope = ? AND kind = ? AND name = ? AND user_name = ?`
 	sqlRevokeUser = `DELETE FROM entitlements WHERE system = ? AND scope = ? AND user_name = ?`
 	sqlRevokeName = `DELETE FROM entitlements WHERE system = ? AND scope = ? AND kind = ? AND name = ?`

@@ -316,9 +316,8 @@ func TestEntitlementsLiveAndRebuilt(t *testing.T) {
 		if !reflect.DeepEqual(got, wantHoldings) {
 			t.Errorf("%s: holdings\n%+v\nwant\n%+v", name, got, wantHoldings)
 		}
-		var n int
-		if err := s.ent.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM entitlement_history`).Scan(&n); err != nil || n != 12 {
-			t.Errorf("%s: %d history rows (%v), want 12", name, n, err)
+		if n := historyChanges(t, s); n != 12 {
+			t.Errorf("%s: %d history changes, want 12", name, n)
 		}
 	}
 

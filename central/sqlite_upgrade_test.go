@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provtrail/provtrail/central/entitlements"
 	"github.com/provtrail/provtrail/signer"
 )
 
@@ -168,9 +169,7 @@ func TestSQLiteIndexRebuild(t *testing.T) {
 		for _, h := range hs {
 			st.Holdings = append(st.Holdings, h.Scope+"/"+h.User+"/"+h.EventID)
 		}
-		if err := s.ent.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM entitlement_history`).Scan(&st.History); err != nil {
-			t.Fatal(err)
-		}
+		st.History = historyChanges(t, s)
 		return st
 	}
 
@@ -201,11 +200,10 @@ func TestSQLiteIndexRebuild(t *testing.T) {
 		damage func()
 	}{
 		{"entitlement transactions lost", func() {
-			// As if every transaction after batch 1 was lost.
-			sqlExecIn(t, filepath.Join(dir, EntitlementsFile), `DELETE FROM entitlement_history WHERE id > 5`)
-			sqlExecIn(t, filepath.Join(dir, EntitlementsFile), `DELETE FROM entitlements WHERE scope = 'host-fx-b'`)
-			sqlExecIn(t, filepath.Join(dir, EntitlementsFile), `INSERT INTO entitlements SELECT system, scope, kind, name, user_name, time, granted_by, event_id, log_index FROM entitlement_history WHERE user_name = 'user1'`)
-			sqlExecIn(t, filepath.Join(dir, EntitlementsFile), `UPDATE index_state SET through_batch = 1`)
+			// As if every transaction was lost.
+			sqlExecIn(t, filepath.Join(dir, EntitlementsFile), `DELETE FROM entitlement_history`)
+			sqlExecIn(t, filepath.Join(dir, EntitlementsFile), `DELETE FROM entitlements`)
+			sqlExecIn(t, filepath.Join(dir, EntitlementsFile), `UPDATE index_state SET through_batch = 0`)
 		}},
 		{"events file missing", func() {
 			for _, suffix := range []string{"", "-wal", "-shm"} {
@@ -236,4 +234,28 @@ func TestSQLiteIndexRebuild(t *testing.T) {
 			t.Errorf("%s: after rebuild\n%+v\nwant\n%+v", tt.name, got, want)
 		}
 	}
+}
+
+// historyChanges counts the changes in the stored entitlement history.
+func historyChanges(t *testing.T, s *SQLite) int {
+	t.Helper()
+	rows, err := s.ent.db.Query(`SELECT changes FROM entitlement_history ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var blob []byte
+		if err := rows.Scan(&blob); err != nil {
+			t.Fatal(err)
+		}
+		if err := decodeChanges(blob, func(int64, entitlements.Change) { n++ }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
