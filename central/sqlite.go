@@ -290,7 +290,7 @@ func openSQLite(ctx context.Context, dir string, logger *slog.Logger, index bool
 	path := filepath.Join(dir, StoreFile)
 	// The store file holds batches (appended) and small tables; the large
 	// page caches are the index files'.
-	w, db, err := openDB(ctx, path, migrations, "synchronous(FULL)", "foreign_keys(ON)", "cache_size(-32768)")
+	w, db, err := openDB(ctx, path, migrations, 0, "synchronous(FULL)", "foreign_keys(ON)", "cache_size(-32768)")
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -315,10 +315,11 @@ func openSQLite(ctx context.Context, dir string, logger *slog.Logger, index bool
 }
 
 // openDB opens one database file in WAL mode with the given pragmas: its
-// one writer connection (migrated) and a pool of readers.
-func openDB(ctx context.Context, path string, migs []string, pragmas ...string) (w, db *sql.DB, err error) {
+// one writer connection (migrated) and a pool of readers. A new file gets
+// pages of pageSize bytes (0: SQLite's default).
+func openDB(ctx context.Context, path string, migs []string, pageSize int, pragmas ...string) (w, db *sql.DB, err error) {
 	q := url.Values{}
-	for _, p := range append([]string{"busy_timeout(10000)", "journal_mode(WAL)", "temp_store(MEMORY)",
+	for _, p := range append([]string{"busy_timeout(10000)", "temp_store(MEMORY)",
 		// Checkpoint less often: hot pages rewritten by many commits
 		// are then copied back to the database once.
 		"wal_autocheckpoint(16384)"}, pragmas...) {
@@ -329,6 +330,18 @@ func openDB(ctx context.Context, path string, migs []string, pragmas ...string) 
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1)
+	// The page size must be set before the file turns to WAL mode (which
+	// is then kept in the file); it is ignored for an existing file.
+	var setup []string
+	if pageSize > 0 {
+		setup = append(setup, fmt.Sprintf("PRAGMA page_size = %d", pageSize))
+	}
+	for _, p := range append(setup, "PRAGMA journal_mode = WAL") {
+		if _, err := w.ExecContext(ctx, p); err != nil {
+			w.Close()
+			return nil, nil, fmt.Errorf("%s: %s: %w", path, p, err)
+		}
+	}
 	if err := migrate(ctx, w, migs); err != nil {
 		w.Close()
 		return nil, nil, fmt.Errorf("%s: %w", path, err)

@@ -121,7 +121,7 @@ type indexDB struct {
 // which the indexer redoes from the bodies.
 func openIndexDB(ctx context.Context, dir, name string, migs []string, cacheKiB int, reset string) (*indexDB, error) {
 	path := filepath.Join(dir, name)
-	w, db, err := openDB(ctx, path, migs, "synchronous(NORMAL)", fmt.Sprintf("cache_size(-%d)", cacheKiB))
+	w, db, err := openDB(ctx, path, migs, indexPageSize, "synchronous(NORMAL)", fmt.Sprintf("cache_size(-%d)", cacheKiB))
 	if err != nil {
 		return nil, fmt.Errorf("open index: %w", err)
 	}
@@ -132,6 +132,12 @@ func openIndexDB(ctx context.Context, dir, name string, migs []string, cacheKiB 
 	}
 	return x, nil
 }
+
+// indexPageSize is the page size of a new index file: larger pages than
+// SQLite's 4 KiB mean fewer pages (WAL frames, each written with its own
+// system calls) per transaction and shallower index b-trees
+// (BenchmarkIndexStages: about 15% less CPU per event with 16 KiB).
+const indexPageSize = 16384
 
 const (
 	sqlThrough    = `SELECT through_batch FROM index_state WHERE id = 1`
