@@ -385,7 +385,7 @@ func (a *auditor) checkEvents(ctx context.Context, where string, b Batch, body [
 	want, _ := parseEvents(body, digest, nil)
 	byOrd := make(map[int]StoredEvent, len(rows))
 	for _, r := range rows {
-		if _, dup := byOrd[r.Ord]; dup || r.Ord < 0 || r.Ord >= len(want) {
+		if _, dup := byOrd[r.Ord]; dup || r.BatchID != b.ID || r.Ord < 0 || r.Ord >= len(want) {
 			a.rep.fail("%s: stored event row %d (%s) is not a line of the batch body", where, r.RowID, r.EventID)
 			continue
 		}
@@ -448,39 +448,39 @@ func firstDiff(got, want []byte) string {
 func (a *auditor) checkOrphanEvents(ctx context.Context) {
 	st := a.cfg.Store
 	var n int
-	if err := st.ev.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE id < ?`, eventRowID(a.indexedThrough+1, 0)).Scan(&n); err != nil {
+	if err := st.ev.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE batch_id <= ?`, a.indexedThrough).Scan(&n); err != nil {
 		a.rep.fail("count stored events: %v", err)
 		return
 	}
 	if n != a.rep.Events {
 		a.rep.fail("store holds %d event rows, the signed batch bodies account for %d", n, a.rep.Events)
 	}
-	// The batches that event rows name (a row id range each), one seek
-	// per batch.
+	// Event rows name their batch; the batches are in the store file.
 	orphans := 0
-	for next := int64(0); ; {
-		var id int64
-		err := st.ev.db.QueryRowContext(ctx, `SELECT id FROM events WHERE id >= ? ORDER BY id LIMIT 1`, next).Scan(&id)
-		if err != nil {
-			if !errors.Is(err, sql.ErrNoRows) {
-				a.rep.fail("scan stored events: %v", err)
-			}
-			break
-		}
-		batch := id >> 32
-		var rows int
-		if err := st.ev.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE id >= ? AND id < ?`, eventRowID(batch, 0), eventRowID(batch+1, 0)).Scan(&rows); err != nil {
+	rows, err := st.ev.db.QueryContext(ctx, `SELECT batch_id, COUNT(*) FROM events GROUP BY batch_id`)
+	if err != nil {
+		a.rep.fail("scan stored events: %v", err)
+		return
+	}
+	counts := map[int64]int{}
+	for rows.Next() {
+		var batch int64
+		var n int
+		if err := rows.Scan(&batch, &n); err != nil {
 			a.rep.fail("scan stored events: %v", err)
 			break
 		}
+		counts[batch] = n
+	}
+	rows.Close()
+	for batch, n := range counts {
 		var one int
 		switch err := st.db.QueryRowContext(ctx, `SELECT 1 FROM batches WHERE id = ?`, batch).Scan(&one); {
 		case errors.Is(err, sql.ErrNoRows):
-			orphans += rows
+			orphans += n
 		case err != nil:
 			a.rep.fail("scan stored events: %v", err)
 		}
-		next = eventRowID(batch+1, 0)
 	}
 	if orphans > 0 {
 		a.rep.fail("store holds %d event rows that belong to no stored batch", orphans)
@@ -488,7 +488,7 @@ func (a *auditor) checkOrphanEvents(ctx context.Context) {
 	// Rows and the events file's watermark are written in one
 	// transaction, so no row can belong to a batch past the watermark.
 	var ahead int
-	if err := st.ev.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE id >= ((SELECT through_batch FROM index_state WHERE id = 1) + 1) << 32`).Scan(&ahead); err == nil && ahead > 0 {
+	if err := st.ev.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE batch_id > (SELECT through_batch FROM index_state WHERE id = 1)`).Scan(&ahead); err == nil && ahead > 0 {
 		a.rep.fail("store holds %d event rows for batches past the index watermark", ahead)
 	}
 }

@@ -150,16 +150,19 @@ func TestAuditCatchesTampering(t *testing.T) {
 			sqlExecIn(t, filepath.Join(dir, EventsFile), `DELETE FROM events WHERE event_id = 'host-1-c-5'`)
 		}, "event 5 (host-1-c-5) of the body is missing"},
 		{"inserted event", func(t *testing.T, dir string) {
-			sqlExecIn(t, filepath.Join(dir, EventsFile), `INSERT INTO events (id, event_id, time, action, outcome, actor, user_name, group_name, privileges, system, host)
-				SELECT (id >> 32 << 32) + 1000, 'fake', time, action, outcome, actor, user_name, group_name, privileges, system, host FROM events LIMIT 1`)
-		}, "line 1000 is not in batch 1's body"},
+			sqlExecIn(t, filepath.Join(dir, EventsFile), `INSERT INTO events (batch_id, ord, event_id, time, action, outcome, actor, user_name, group_name, privileges, system, host)
+				SELECT batch_id, 19, 'fake', time, action, outcome, actor, user_name, group_name, privileges, system, host FROM events LIMIT 1`)
+		}, "store holds 164 event rows, the signed batch bodies account for 163"},
+		{"event moved to another batch", func(t *testing.T, dir string) {
+			sqlExecIn(t, filepath.Join(dir, EventsFile), `UPDATE events SET batch_id = batch_id + 1 WHERE event_id = 'host-1-c-5'`)
+		}, "(host-1-c-5) is not a line of the batch body"},
 		{"edited body", func(t *testing.T, dir string) {
 			sqlExec(t, dir, `UPDATE batches SET body = CAST(body AS BLOB) || x'00' WHERE seq = 2 AND agent_id = 'host-2'`)
 		}, "body_mismatch"},
 		{"deleted batch", func(t *testing.T, dir string) {
 			var batch int64
 			sqlQueryRow(t, filepath.Join(dir, StoreFile), `SELECT id FROM batches WHERE seq = 1 AND agent_id = 'host-1'`, &batch)
-			sqlExecIn(t, filepath.Join(dir, EventsFile), `DELETE FROM events WHERE id >= ? AND id < ?`, eventRowID(batch, 0), eventRowID(batch+1, 0))
+			sqlExecIn(t, filepath.Join(dir, EventsFile), `DELETE FROM events WHERE batch_id = ?`, batch)
 			sqlExec(t, dir, `DELETE FROM batches WHERE id = ?`, batch)
 		}, "no stored batch has this log index"},
 		{"edited tile", func(t *testing.T, dir string) {

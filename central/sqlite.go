@@ -758,7 +758,7 @@ func (s *SQLite) ForEachBatch(ctx context.Context, fn func(Batch) error) error {
 	}
 }
 
-const eventCols = `id, id >> 32, id & 4294967295, event_id, time, action, outcome, actor, user_name, group_name, privileges, system, host`
+const eventCols = `id, batch_id, ord, event_id, time, action, outcome, actor, user_name, group_name, privileges, system, host`
 
 func scanEvent(scan func(...any) error) (StoredEvent, error) {
 	var e StoredEvent
@@ -772,7 +772,11 @@ func scanEvent(scan func(...any) error) (StoredEvent, error) {
 
 // BatchEvents returns a batch's stored events in body order.
 func (s *SQLite) BatchEvents(ctx context.Context, batchID int64) ([]StoredEvent, error) {
-	rows, err := s.ev.db.QueryContext(ctx, `SELECT `+eventCols+` FROM events WHERE id >= ? AND id < ? ORDER BY id`, eventRowID(batchID, 0), eventRowID(batchID+1, 0))
+	// The batch's stored events are one range of rows (none when every
+	// event was stored before, by an earlier batch).
+	rows, err := s.ev.db.QueryContext(ctx, `SELECT `+eventCols+` FROM events
+		WHERE id >= (SELECT first_row FROM batch_rows WHERE batch_id = ?1)
+		AND id < (SELECT first_row + rows FROM batch_rows WHERE batch_id = ?1) ORDER BY id`, batchID)
 	if err != nil {
 		return nil, fmt.Errorf("batch %d events: %w", batchID, err)
 	}

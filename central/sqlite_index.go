@@ -60,6 +60,42 @@ CREATE TABLE index_state (
 );
 INSERT INTO index_state (id, through_batch) VALUES (1, 0);
 `,
+	// 2: row ids are assigned by SQLite, in index order, and each batch's
+	// stored events are the row id range batch_rows names. An INSERT that
+	// names the row id may abort half-way (a non-integer id), so SQLite
+	// keeps a statement journal for each multi-row INSERT, copying every
+	// page it touches (about a fifth of the events stage's CPU), and it
+	// must look each id up; a new row id is appended. The events are
+	// rebuilt from the bodies.
+	`
+DROP TABLE events;
+CREATE TABLE events (
+	id         INTEGER PRIMARY KEY,
+	batch_id   INTEGER NOT NULL,
+	ord        INTEGER NOT NULL,
+	event_id   TEXT NOT NULL,
+	time       INTEGER NOT NULL,
+	action     TEXT NOT NULL,
+	outcome    TEXT NOT NULL,
+	actor      TEXT NOT NULL,
+	user_name  TEXT NOT NULL,
+	group_name TEXT NOT NULL,
+	privileges TEXT NOT NULL,
+	system     TEXT NOT NULL,
+	host       TEXT NOT NULL
+);
+CREATE UNIQUE INDEX events_time_id ON events (time, event_id);
+CREATE INDEX events_actor  ON events (actor, time);
+CREATE INDEX events_user   ON events (user_name, time);
+CREATE INDEX events_action ON events (action, time);
+CREATE INDEX events_host   ON events (host, time);
+CREATE TABLE batch_rows (
+	batch_id  INTEGER PRIMARY KEY,
+	first_row INTEGER NOT NULL,
+	rows      INTEGER NOT NULL
+);
+UPDATE index_state SET through_batch = 0;
+`,
 }
 
 // entitlementsMigrations version EntitlementsFile.
@@ -97,9 +133,6 @@ CREATE TABLE index_state (
 INSERT INTO index_state (id, through_batch) VALUES (1, 0);
 `,
 }
-
-// eventRowID is the events row id of line ord of batch.
-func eventRowID(batch int64, ord int) int64 { return batch<<32 | int64(ord) }
 
 // indexDB is one file of the derived index.
 type indexDB struct {
@@ -184,7 +217,7 @@ func (x *indexDB) close() error {
 // stages' statements and rebuilds a file that is ahead of the store.
 func (s *SQLite) openIndex(ctx context.Context, dir string, index bool) error {
 	var err error
-	if s.ev, err = openIndexDB(ctx, dir, EventsFile, eventsMigrations, 131072, `DELETE FROM events`); err != nil {
+	if s.ev, err = openIndexDB(ctx, dir, EventsFile, eventsMigrations, 131072, `DELETE FROM events; DELETE FROM batch_rows`); err != nil {
 		return err
 	}
 	if s.ent, err = openIndexDB(ctx, dir, EntitlementsFile, entitlementsMigrations, 65536, `DELETE FROM entitlements; DELETE FROM entitlement_history`); err != nil {
@@ -211,14 +244,14 @@ func (s *SQLite) prepareIndex(ctx context.Context) error {
 	}
 	s.indexed = min(s.ev.through, s.ent.through)
 	s.next = s.indexed
-	if s.insEvents, err = prepareMulti(s.ev.w, insertEventsHead, "(?,?,?,?,?,?,?,?,?,?,?)", "", 11); err != nil {
+	if s.insEvents, err = prepareMulti(s.ev.w, insertEventsHead, "(?,?,?,?,?,?,?,?,?,?,?,?)", "", 12); err != nil {
 		return err
 	}
 	if s.insGrants, err = prepareMulti(s.ent.w, `INSERT OR IGNORE INTO entitlements (system, scope, kind, name, user_name, since, granted_by, event_id, log_index) VALUES `,
 		"(?,?,?,?,?,?,?,?,?)", "", 9); err != nil {
 		return err
 	}
-	if err := s.ev.prepare(sqlEventAt, sqlSetThrough); err != nil {
+	if err := s.ev.prepare(sqlEventAt, sqlSetThrough, sqlMaxRow, sqlBatchRows); err != nil {
 		return err
 	}
 	return s.ent.prepare(sqlSetThrough, sqlRevoke, sqlRevokeUser, sqlRevokeName, sqlHistory)
@@ -390,7 +423,15 @@ func (s *SQLite) insertEventsTx(ctx context.Context, todo []indexBatch, last int
 	if err != nil {
 		return nil, fmt.Errorf("index events: begin: %w", err)
 	}
-	skipped, err := s.insertEvents(tx, todo)
+	var before int64
+	err = tx.Stmt(s.ev.stmts[sqlMaxRow]).QueryRow().Scan(&before)
+	var skipped map[evKey]bool
+	if err == nil {
+		skipped, err = s.insertEvents(tx, todo)
+	}
+	if err == nil {
+		err = s.recordBatchRows(tx, todo, skipped, before)
+	}
 	if err == nil {
 		_, err = tx.Stmt(s.ev.stmts[sqlSetThrough]).Exec(last)
 	}
@@ -404,6 +445,46 @@ func (s *SQLite) insertEventsTx(ctx context.Context, todo []indexBatch, last int
 	return skipped, nil
 }
 
+// recordBatchRows records each batch's range of event rows. SQLite gives
+// a new row the id after the largest one, and the batches' stored events
+// were inserted in order after row before, so they are consecutive; the
+// largest id afterwards proves it.
+func (s *SQLite) recordBatchRows(tx *sql.Tx, todo []indexBatch, skipped map[evKey]bool, before int64) error {
+	var last int64
+	if err := tx.Stmt(s.ev.stmts[sqlMaxRow]).QueryRow().Scan(&last); err != nil {
+		return fmt.Errorf("index events: last row: %w", err)
+	}
+	total := int64(0)
+	for _, b := range todo {
+		for _, e := range b.events {
+			if !skipped[evKey{b.id, e.Ord}] {
+				total++
+			}
+		}
+	}
+	if last != before+total {
+		return fmt.Errorf("index events: %d events stored after row %d, but the last row is %d", total, before, last)
+	}
+	next := before + 1
+	ins := tx.Stmt(s.ev.stmts[sqlBatchRows])
+	for _, b := range todo {
+		n := int64(0)
+		for _, e := range b.events {
+			if !skipped[evKey{b.id, e.Ord}] {
+				n++
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		if _, err := ins.Exec(b.id, next, n); err != nil {
+			return fmt.Errorf("index events: batch %d rows: %w", b.id, err)
+		}
+		next += n
+	}
+	return nil
+}
+
 // storedElsewhere finds, for batches whose events are already in the
 // events file, the events that were skipped because another row holds
 // their (time, id).
@@ -411,12 +492,13 @@ func (s *SQLite) storedElsewhere(ctx context.Context, todo []indexBatch) (map[ev
 	var skipped map[evKey]bool
 	for _, b := range todo {
 		for _, e := range b.events {
-			var id int64
-			err := s.ev.db.QueryRowContext(ctx, sqlEventAt, unixNano(e.Time), e.EventID).Scan(&id)
+			var batch int64
+			var ord int
+			err := s.ev.db.QueryRowContext(ctx, sqlEventAt, unixNano(e.Time), e.EventID).Scan(&batch, &ord)
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return nil, fmt.Errorf("event %s: %w", e.EventID, err)
 			}
-			if err == nil && id != eventRowID(b.id, e.Ord) {
+			if err == nil && (batch != b.id || ord != e.Ord) {
 				if skipped == nil {
 					skipped = map[evKey]bool{}
 				}
@@ -626,14 +708,16 @@ func (m *multiInsert) exec(tx *sql.Tx, args []any, done func(first, n int, affec
 
 // Statements of the index transactions that are not multi-row inserts.
 const (
-	sqlEventAt    = `SELECT id FROM events WHERE time = ? AND event_id = ?`
+	sqlEventAt    = `SELECT batch_id, ord FROM events WHERE time = ? AND event_id = ?`
+	sqlMaxRow     = `SELECT COALESCE(MAX(id), 0) FROM events`
+	sqlBatchRows  = `INSERT INTO batch_rows (batch_id, first_row, rows) VALUES (?, ?, ?)`
 	sqlHistory    = `INSERT INTO entitlement_history (changes) VALUES (?)`
 	sqlRevoke     = `DELETE FROM entitlements WHERE system = ? AND scope = ? AND kind = ? AND name = ? AND user_name = ?`
 	sqlRevokeUser = `DELETE FROM entitlements WHERE system = ? AND scope = ? AND user_name = ?`
 	sqlRevokeName = `DELETE FROM entitlements WHERE system = ? AND scope = ? AND kind = ? AND name = ?`
 	// OR IGNORE: an event whose (time, id) is stored is not stored
 	// again (the other constraints are NOT NULLs, never violated).
-	insertEventsHead = `INSERT OR IGNORE INTO events (id, event_id, time, action, outcome, actor, user_name, group_name, privileges, system, host) VALUES `
+	insertEventsHead = `INSERT OR IGNORE INTO events (batch_id, ord, event_id, time, action, outcome, actor, user_name, group_name, privileges, system, host) VALUES `
 )
 
 // evKey names one event of a batch.
@@ -642,23 +726,17 @@ type evKey struct {
 	ord   int
 }
 
-// maxOrd bounds an event's line number in its batch (eventRowID).
-const maxOrd = 1<<32 - 1
-
 // insertEvents inserts the batches' events and returns those it did not
 // insert because their (time, id) was already stored (nil: none).
 func (s *SQLite) insertEvents(tx *sql.Tx, todo []indexBatch) (map[evKey]bool, error) {
 	var all []*StoredEvent
 	var ids []int64
-	args := make([]any, 0, 11*maxIndexEvents)
+	args := make([]any, 0, 12*maxIndexEvents)
 	for _, b := range todo {
 		for i := range b.events {
 			e := &b.events[i]
-			if e.Ord > maxOrd {
-				return nil, fmt.Errorf("batch %d: event line %d is past the index's limit %d", b.id, e.Ord, maxOrd)
-			}
 			all, ids = append(all, e), append(ids, b.id)
-			args = append(args, eventRowID(b.id, e.Ord), e.EventID, unixNano(e.Time), e.Action, e.Outcome, e.Actor, e.User, e.Group, e.Privileges, e.System, e.Host)
+			args = append(args, b.id, e.Ord, e.EventID, unixNano(e.Time), e.Action, e.Outcome, e.Actor, e.User, e.Group, e.Privileges, e.System, e.Host)
 		}
 	}
 	var skipped map[evKey]bool
@@ -670,11 +748,12 @@ func (s *SQLite) insertEvents(tx *sql.Tx, todo []indexBatch) (map[evKey]bool, er
 		at := tx.Stmt(s.ev.stmts[sqlEventAt])
 		for i := first; i < first+n; i++ {
 			e := all[i]
-			var id int64
-			if err := at.QueryRow(unixNano(e.Time), e.EventID).Scan(&id); err != nil {
+			var batch int64
+			var ord int
+			if err := at.QueryRow(unixNano(e.Time), e.EventID).Scan(&batch, &ord); err != nil {
 				return fmt.Errorf("event %s: %w", e.EventID, err)
 			}
-			if id != eventRowID(ids[i], e.Ord) {
+			if batch != ids[i] || ord != e.Ord {
 				if skipped == nil {
 					skipped = map[evKey]bool{}
 				}
