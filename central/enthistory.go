@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/provtrail/provtrail/central/entitlements"
 )
@@ -19,6 +20,12 @@ import (
 
 // appendChanges appends the encoding of changes to buf.
 func appendChanges(buf []byte, changes []entChange) []byte {
+	size := len(buf)
+	for _, ec := range changes {
+		h := &ec.c.Holding
+		size += 3*binary.MaxVarintLen64 + 7 + len(ec.eventID) + len(h.System) + len(h.Scope) + len(h.Kind) + len(h.Name) + len(h.User) + len(h.GrantedBy)
+	}
+	buf = slices.Grow(buf, size-len(buf))
 	str := func(s string) {
 		buf = binary.AppendUvarint(buf, uint64(len(s)))
 		buf = append(buf, s...)

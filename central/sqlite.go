@@ -290,7 +290,10 @@ func openSQLite(ctx context.Context, dir string, logger *slog.Logger, index bool
 	path := filepath.Join(dir, StoreFile)
 	// The store file holds batches (appended) and small tables; the large
 	// page caches are the index files'.
-	w, db, err := openDB(ctx, path, migrations, 0, "synchronous(FULL)", "foreign_keys(ON)", "cache_size(-32768)")
+	w, db, err := openDB(ctx, path, migrations, 0, "synchronous(FULL)", "foreign_keys(ON)", "cache_size(-32768)",
+		// Checkpoint less often (64 MiB of WAL): hot pages rewritten by
+		// many commits are then copied back to the database once.
+		"wal_autocheckpoint(16384)")
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -319,10 +322,7 @@ func openSQLite(ctx context.Context, dir string, logger *slog.Logger, index bool
 // pages of pageSize bytes (0: SQLite's default).
 func openDB(ctx context.Context, path string, migs []string, pageSize int, pragmas ...string) (w, db *sql.DB, err error) {
 	q := url.Values{}
-	for _, p := range append([]string{"busy_timeout(10000)", "temp_store(MEMORY)",
-		// Checkpoint less often: hot pages rewritten by many commits
-		// are then copied back to the database once.
-		"wal_autocheckpoint(16384)"}, pragmas...) {
+	for _, p := range append([]string{"busy_timeout(10000)", "temp_store(MEMORY)"}, pragmas...) {
 		q.Add("_pragma", p)
 	}
 	dsn := "file:" + path + "?" + q.Encode()

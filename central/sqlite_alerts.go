@@ -162,7 +162,13 @@ type entChange struct {
 // path, or from the stored body after a restart), with the batch's log
 // index.
 func entitlementChanges(todo []indexBatch, skipped map[evKey]bool) []entChange {
-	var out []entChange
+	n := 0
+	for _, b := range todo {
+		for _, se := range b.events {
+			n += len(se.ents)
+		}
+	}
+	out := make([]entChange, 0, n)
 	for _, b := range todo {
 		for _, se := range b.events {
 			if !entitlementActions[se.Action] || se.EventID == "" || skipped[evKey{b.id, se.Ord}] {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -154,7 +155,8 @@ type indexDB struct {
 // which the indexer redoes from the bodies.
 func openIndexDB(ctx context.Context, dir, name string, migs []string, cacheKiB int, reset string) (*indexDB, error) {
 	path := filepath.Join(dir, name)
-	w, db, err := openDB(ctx, path, migs, indexPageSize, "synchronous(NORMAL)", fmt.Sprintf("cache_size(-%d)", cacheKiB))
+	w, db, err := openDB(ctx, path, migs, indexPageSize, "synchronous(NORMAL)", fmt.Sprintf("cache_size(-%d)", cacheKiB),
+		fmt.Sprintf("wal_autocheckpoint(%d)", 64<<20/indexPageSize))
 	if err != nil {
 		return nil, fmt.Errorf("open index: %w", err)
 	}
@@ -695,6 +697,9 @@ func (m *multiInsert) exec(tx *sql.Tx, args []any, done func(first, n int, affec
 		if err != nil {
 			return err
 		}
+		// Let waiting goroutines (ingest: acks wait for it) run first:
+		// the index can wait, an ack should not.
+		runtime.Gosched()
 		if done != nil {
 			affected, _ := r.RowsAffected()
 			if err := done(first, n, affected); err != nil {
@@ -731,7 +736,11 @@ type evKey struct {
 func (s *SQLite) insertEvents(tx *sql.Tx, todo []indexBatch) (map[evKey]bool, error) {
 	var all []*StoredEvent
 	var ids []int64
-	args := make([]any, 0, 12*maxIndexEvents)
+	n := 0
+	for _, b := range todo {
+		n += len(b.events)
+	}
+	args := make([]any, 0, 12*n)
 	for _, b := range todo {
 		for i := range b.events {
 			e := &b.events[i]
