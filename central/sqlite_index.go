@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -697,9 +696,6 @@ func (m *multiInsert) exec(tx *sql.Tx, args []any, done func(first, n int, affec
 		if err != nil {
 			return err
 		}
-		// Let waiting goroutines (ingest: acks wait for it) run first:
-		// the index can wait, an ack should not.
-		runtime.Gosched()
 		if done != nil {
 			affected, _ := r.RowsAffected()
 			if err := done(first, n, affected); err != nil {
