@@ -197,8 +197,10 @@ func restartFresh(tb testing.TB, tc *testCentral) *testCentral {
 // streams in parallel (10 batches of 1000 events each), through the
 // Ingester: acked-events/s until the last ack, indexed-events/s until
 // every event is queryable and in the entitlement table. Every event is a
-// group membership grant, the dearest kind to index (an event row and
-// indexes, an entitlement history row and a current entitlement).
+// group membership grant, the dearest kind to index: an event row and its
+// five index entries in events.db, a history entry and a current
+// entitlement (and its index entry) in entitlements.db, written by the
+// two index stages in parallel (BenchmarkIndexStages measures each).
 func BenchmarkIngest(b *testing.B) { benchIngest(b, false) }
 
 // BenchmarkIngestHTTPS is the same load through the HTTPS API.
