@@ -392,8 +392,7 @@ func (s *SQLite) SchemaVersion(ctx context.Context) (int, error) {
 	return v, err
 }
 
-// writer runs queued writes, several per transaction, each in its own
-// savepoint so one failing write does not undo the others.
+// writer runs queued writes, several per transaction (commitGroup).
 func (s *SQLite) writer() {
 	defer close(s.done)
 	for {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
@@ -181,7 +182,7 @@ const (
 // resetIfAhead empties the file when it holds batches the store does not
 // (a data dir whose StoreFile was restored from an older backup): the
 // indexer then rebuilds it from the stored bodies.
-func (x *indexDB) resetIfAhead(ctx context.Context, maxBatch int64, log interface{ Warn(string, ...any) }) error {
+func (x *indexDB) resetIfAhead(ctx context.Context, maxBatch int64, log *slog.Logger) error {
 	if x.through <= maxBatch {
 		return nil
 	}
