@@ -42,6 +42,8 @@ PROVTRAIL_BENCH=1 PROVTRAIL_BENCH_EVENTS=${PROVTRAIL_BENCH_EVENTS:-200000} \
 
 section "central: ingest (verify, log, store) from 16 parallel streams"
 bench ./central 'BenchmarkIngest$' 1x
+section "central: a steady 50,000 events/s for 10 s (index backlog, p99 ack at that load)"
+bench ./central 'BenchmarkIngestSustained' 1x
 
 section "central: alert rules (50 rules) over the ingest path"
 bench ./central/alerts 'BenchmarkEvaluate50Rules' 20x
