@@ -28,13 +28,18 @@ const (
 
 // eventsMigrations version EventsFile (like migrations for StoreFile).
 var eventsMigrations = []string{
-	// 1: the events table. The row id is the batch id << 32 | the event's
-	// line in the batch body (eventRowID): a batch's events are one row id
-	// range (no index by batch to maintain), rows are appended in index
-	// order, and batch id and line need no columns.
+	// 1: the events table and the row id range of each batch's stored
+	// events (batch_rows), so no index by batch is maintained. Row ids
+	// are assigned by SQLite, in index order: an INSERT that names the
+	// row id may abort half-way (a non-integer id), so SQLite would keep
+	// a statement journal for each multi-row INSERT, copying every page
+	// it touches (about a fifth of the events stage's CPU), and look each
+	// id up.
 	`
 CREATE TABLE events (
 	id         INTEGER PRIMARY KEY,
+	batch_id   INTEGER NOT NULL,
+	ord        INTEGER NOT NULL,
 	event_id   TEXT NOT NULL,
 	time       INTEGER NOT NULL,
 	action     TEXT NOT NULL,
@@ -55,47 +60,16 @@ CREATE INDEX events_actor  ON events (actor, time);
 CREATE INDEX events_user   ON events (user_name, time);
 CREATE INDEX events_action ON events (action, time);
 CREATE INDEX events_host   ON events (host, time);
-CREATE TABLE index_state (
-	id            INTEGER PRIMARY KEY CHECK (id = 1),
-	through_batch INTEGER NOT NULL
-);
-INSERT INTO index_state (id, through_batch) VALUES (1, 0);
-`,
-	// 2: row ids are assigned by SQLite, in index order, and each batch's
-	// stored events are the row id range batch_rows names. An INSERT that
-	// names the row id may abort half-way (a non-integer id), so SQLite
-	// keeps a statement journal for each multi-row INSERT, copying every
-	// page it touches (about a fifth of the events stage's CPU), and it
-	// must look each id up; a new row id is appended. The events are
-	// rebuilt from the bodies.
-	`
-DROP TABLE events;
-CREATE TABLE events (
-	id         INTEGER PRIMARY KEY,
-	batch_id   INTEGER NOT NULL,
-	ord        INTEGER NOT NULL,
-	event_id   TEXT NOT NULL,
-	time       INTEGER NOT NULL,
-	action     TEXT NOT NULL,
-	outcome    TEXT NOT NULL,
-	actor      TEXT NOT NULL,
-	user_name  TEXT NOT NULL,
-	group_name TEXT NOT NULL,
-	privileges TEXT NOT NULL,
-	system     TEXT NOT NULL,
-	host       TEXT NOT NULL
-);
-CREATE UNIQUE INDEX events_time_id ON events (time, event_id);
-CREATE INDEX events_actor  ON events (actor, time);
-CREATE INDEX events_user   ON events (user_name, time);
-CREATE INDEX events_action ON events (action, time);
-CREATE INDEX events_host   ON events (host, time);
 CREATE TABLE batch_rows (
 	batch_id  INTEGER PRIMARY KEY,
 	first_row INTEGER NOT NULL,
 	rows      INTEGER NOT NULL
 );
-UPDATE index_state SET through_batch = 0;
+CREATE TABLE index_state (
+	id            INTEGER PRIMARY KEY CHECK (id = 1),
+	through_batch INTEGER NOT NULL
+);
+INSERT INTO index_state (id, through_batch) VALUES (1, 0);
 `,
 }
 

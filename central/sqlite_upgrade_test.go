@@ -216,22 +216,6 @@ func TestSQLiteIndexRebuild(t *testing.T) {
 			sqlExecIn(t, filepath.Join(dir, EventsFile), `UPDATE events SET user_name = 'stale'`)
 			sqlExecIn(t, filepath.Join(dir, EventsFile), `UPDATE index_state SET through_batch = 99`)
 		}},
-		{"events file of schema version 1", func() {
-			for _, suffix := range []string{"", "-wal", "-shm"} {
-				if err := os.Remove(filepath.Join(dir, EventsFile+suffix)); err != nil && !os.IsNotExist(err) {
-					t.Fatal(err)
-				}
-			}
-			db := openFile(t, filepath.Join(dir, EventsFile))
-			if err := migrate(ctx, db, eventsMigrations[:1]); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := db.Exec(`INSERT INTO events VALUES (4294967296, 'fx-a-0', 1, 'a', 'success', 'root', 'user0', 'wheel', '', 'linux', 'host-fx-a');
-				UPDATE index_state SET through_batch = 4`); err != nil {
-				t.Fatal(err)
-			}
-			db.Close()
-		}},
 		{"both files missing", func() {
 			for _, f := range []string{EventsFile, EntitlementsFile} {
 				for _, suffix := range []string{"", "-wal", "-shm"} {
