@@ -410,7 +410,7 @@ func (f *Forwarder) resealFrom(ctx context.Context, e spool.Entry, h signer.Head
 		case <-t.C:
 		}
 	}
-	return max(last, e.Index-1), nil
+	return last, nil
 }
 
 func fillReceipt(r *Receipt, base Receipt, status int) {

@@ -282,7 +282,6 @@ func (p *Pipeline) emit(ctx context.Context, key string, in prometheus.Counter, 
 		eb = &emitBuf{}
 	}
 	eb.fill(key, recs, correlated)
-	items := eb
 	in.Add(float64(len(recs)))
 	select {
 	case <-p.closing:
@@ -290,14 +289,14 @@ func (p *Pipeline) emit(ctx context.Context, key string, in prometheus.Counter, 
 	default:
 	}
 	select {
-	case p.in <- items:
+	case p.in <- eb:
 		return nil
 	default:
 	}
 	start := time.Now()
 	defer func() { p.m.EmitBlocked.Add(time.Since(start).Seconds()) }()
 	select {
-	case p.in <- items:
+	case p.in <- eb:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
