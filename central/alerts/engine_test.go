@@ -269,8 +269,13 @@ notifier "file" "archive" {
 	if err := eng.Raise(context.Background(), Alert{Rule: BuiltinFork, Agent: "web-01", Summary: "fork at seq 7"}); err != nil {
 		t.Fatal(err)
 	}
+	// The notifier_failing alert is stored before it is handed to the
+	// other notifiers: wait for both, or Close may come in between.
 	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) && len(sink.rules()) < 2 {
+	for time.Now().Before(deadline) {
+		if w, _ := recv.counts(); len(sink.rules()) >= 2 && w >= 2 {
+			break
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	eng.Close()
