@@ -485,6 +485,9 @@ func (a *auditor) checkOrphanEvents(ctx context.Context) {
 	if orphans > 0 {
 		a.rep.fail("store holds %d event rows that belong to no stored batch", orphans)
 	}
+	if _, err := st.checkPostings(ctx, a.rep.fail); err != nil {
+		a.rep.fail("check the query index: %v", err)
+	}
 	// Rows and the events file's watermark are written in one
 	// transaction, so no row can belong to a batch past the watermark.
 	var ahead int

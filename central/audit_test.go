@@ -156,6 +156,15 @@ func TestAuditCatchesTampering(t *testing.T) {
 		{"event moved to another batch", func(t *testing.T, dir string) {
 			sqlExecIn(t, filepath.Join(dir, EventsFile), `UPDATE events SET batch_id = batch_id + 1 WHERE event_id = 'host-1-c-5'`)
 		}, "(host-1-c-5) is not a line of the batch body"},
+		{"query index missing a term", func(t *testing.T, dir string) {
+			sqlExecIn(t, filepath.Join(dir, EventsFile), `DELETE FROM postings WHERE field = 2 AND value = 'user3'`)
+		}, `events with user "user3", the postings none (queries by it miss them)`},
+		{"query index term renamed", func(t *testing.T, dir string) {
+			sqlExecIn(t, filepath.Join(dir, EventsFile), `UPDATE postings SET value = 'user99' WHERE field = 2 AND value = 'user4'`)
+		}, `postings of user "user99" for rows`},
+		{"query index entries edited", func(t *testing.T, dir string) {
+			sqlExecIn(t, filepath.Join(dir, EventsFile), `UPDATE postings SET entries = CAST(entries AS BLOB) || x'00' WHERE field = 3`)
+		}, `do not match the event rows (20 entries, the rows give 20): queries by it return wrong events`},
 		{"edited body", func(t *testing.T, dir string) {
 			sqlExec(t, dir, `UPDATE batches SET body = CAST(body AS BLOB) || x'00' WHERE seq = 2 AND agent_id = 'host-2'`)
 		}, "body_mismatch"},

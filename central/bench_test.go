@@ -158,6 +158,30 @@ func benchIngest(b *testing.B, viaHTTPS bool) {
 	b.ReportMetric(float64(p99s[len(p99s)-1].Microseconds())/1000, "p99-ack-ms")
 }
 
+// logPhases logs each ingest phase's mean and the share of batches that
+// spent longer than 100 and 250 ms in it: where ack latency goes.
+func logPhases(b *testing.B, m *Metrics) {
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "provtrail_central_ingest_phase_seconds" {
+			continue
+		}
+		for _, mm := range mf.GetMetric() {
+			h := mm.GetHistogram()
+			n := float64(h.GetSampleCount())
+			over := map[float64]float64{}
+			for _, bk := range h.GetBucket() {
+				over[bk.GetUpperBound()] = 1 - float64(bk.GetCumulativeCount())/n
+			}
+			b.Logf("phase %s: mean %.1f ms, %.1f%% over 100 ms, %.1f%% over 250 ms", mm.GetLabel()[0].GetValue(),
+				h.GetSampleSum()/n*1000, over[0.1]*100, over[0.25]*100)
+		}
+	}
+}
+
 func loadAvg() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
@@ -380,6 +404,7 @@ func BenchmarkIngestSustained(b *testing.B) {
 		b.ReportMetric(float64(cpu.Microseconds())/n, "cpu-µs/event")
 		b.Logf("%d events in %d batches; acked after %.2fs, all indexed after %.2fs; load average %s",
 			load.events, streams*batches, acked.Seconds(), indexed.Seconds(), loadAvg())
+		logPhases(b, tc.srv.Metrics())
 		b.StartTimer()
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -248,7 +249,10 @@ type SQLite struct {
 	next int64
 	jobs chan indexJob
 	// Multi-row inserts of the index stages.
-	insEvents, insGrants *multiInsert
+	insEvents, insPostings, insGrants *multiInsert
+	// postingsAlways is the number of postings entries up to which a
+	// query term is read from its postings (tests lower it).
+	postingsAlways int
 }
 
 type writeReq struct {
@@ -299,7 +303,7 @@ func openSQLite(ctx context.Context, dir string, logger *slog.Logger, index bool
 	}
 	s := &SQLite{db: db, w: w, writes: make(chan *writeReq, 1024), stop: make(chan struct{}), done: make(chan struct{}), log: logger,
 		pending: map[int64][]StoredEvent{}, indexedCh: make(chan struct{}), kick: make(chan struct{}, 1),
-		stopIndex: make(chan struct{}), indexDone: make(chan struct{}), jobs: make(chan indexJob, 1)}
+		stopIndex: make(chan struct{}), indexDone: make(chan struct{}), jobs: make(chan indexJob, 1), postingsAlways: postingsAlways}
 	if err := s.openIndex(ctx, dir, index); err != nil {
 		s.closeIndex()
 		db.Close()
@@ -931,19 +935,23 @@ func (s *SQLite) QueryEvents(ctx context.Context, q EventQuery) (EventPage, erro
 		where = append(where, "(group_name = ? OR ('\n' || privileges || '\n') LIKE ? ESCAPE '\\')")
 		args = append(args, q.Group, "%\n"+likeEscape(q.Group)+"\n%")
 	}
+	span := timeSpan{from: math.MinInt64, until: math.MaxInt64, afterT: math.MinInt64}
 	if !q.Since.IsZero() {
+		span.from = q.Since.UnixNano()
 		where = append(where, "time >= ?")
-		args = append(args, q.Since.UnixNano())
+		args = append(args, span.from)
 	}
 	if !q.Until.IsZero() {
+		span.until = q.Until.UnixNano()
 		where = append(where, "time < ?")
-		args = append(args, q.Until.UnixNano())
+		args = append(args, span.until)
 	}
 	if q.After != "" {
 		t, id, err := parseCursor(q.After)
 		if err != nil {
 			return EventPage{}, err
 		}
+		span.afterT, span.afterID = t, id
 		where = append(where, "(time > ? OR (time = ? AND id > ?))")
 		args = append(args, t, t, id)
 	}
@@ -951,29 +959,19 @@ func (s *SQLite) QueryEvents(ctx context.Context, q EventQuery) (EventPage, erro
 	if limit <= 0 || limit > MaxQueryLimit {
 		limit = MaxQueryLimit
 	}
-	sqlq := `SELECT ` + eventCols + ` FROM events`
-	if len(where) > 0 {
-		sqlq += " WHERE " + strings.Join(where, " AND ")
-	}
-	sqlq += " ORDER BY time, id LIMIT ?"
-	args = append(args, limit+1)
-	rows, err := s.ev.db.QueryContext(ctx, sqlq, args...)
+	var page EventPage
+	ids, usePostings, err := s.postingsCandidates(ctx, q.terms(), span)
 	if err != nil {
 		return EventPage{}, fmt.Errorf("query events: %w", err)
 	}
-	defer rows.Close()
-	var page EventPage
-	for rows.Next() {
-		e, err := scanEvent(rows.Scan)
-		if err != nil {
-			return EventPage{}, fmt.Errorf("query events: %w", err)
-		}
-		page.Events = append(page.Events, e)
+	if usePostings {
+		page.Events, err = s.fetchCandidates(ctx, ids, where, args, limit+1)
+	} else {
+		page.Events, err = s.scanByTime(ctx, where, args, limit+1)
 	}
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return EventPage{}, fmt.Errorf("query events: %w", err)
 	}
-	rows.Close()
 	if err := s.fillJSON(ctx, page.Events); err != nil {
 		return EventPage{}, err
 	}
@@ -983,6 +981,34 @@ func (s *SQLite) QueryEvents(ctx context.Context, q EventQuery) (EventPage, erro
 		page.Next = fmt.Sprintf("%d.%d", unixNano(last.Time), last.RowID)
 	}
 	return page, nil
+}
+
+// scanByTime returns up to n events matching where, in (time, row id)
+// order, read in time order.
+func (s *SQLite) scanByTime(ctx context.Context, where []string, args []any, n int) ([]StoredEvent, error) {
+	sqlq := `SELECT ` + eventCols + ` FROM events`
+	if len(where) > 0 {
+		sqlq += " WHERE " + strings.Join(where, " AND ")
+	}
+	sqlq += " ORDER BY time, id LIMIT ?"
+	return s.queryEventRows(ctx, sqlq, append(args, n)...)
+}
+
+func (s *SQLite) queryEventRows(ctx context.Context, sqlq string, args ...any) ([]StoredEvent, error) {
+	rows, err := s.ev.db.QueryContext(ctx, sqlq, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []StoredEvent
+	for rows.Next() {
+		e, err := scanEvent(rows.Scan)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
 }
 
 func likeEscape(s string) string {

@@ -71,6 +71,33 @@ CREATE TABLE index_state (
 );
 INSERT INTO index_state (id, through_batch) VALUES (1, 0);
 `,
+	// 2: postings (postings.go) instead of the per-event indexes by
+	// actor, user, action and host. The file is emptied and rebuilt from
+	// the stored bodies, as for a lost file: postings are written per
+	// index transaction, from the parsed events.
+	`
+DROP INDEX events_actor;
+DROP INDEX events_user;
+DROP INDEX events_action;
+DROP INDEX events_host;
+DELETE FROM events;
+DELETE FROM batch_rows;
+UPDATE index_state SET through_batch = 0 WHERE id = 1;
+-- Row ids in insertion order, which is first_row order: provtrail verify
+-- reads one index transaction's rows after another. The term index covers
+-- what query planning reads, so only the chosen term's entries are read.
+CREATE TABLE postings (
+	id        INTEGER PRIMARY KEY,
+	first_row INTEGER NOT NULL,
+	field     INTEGER NOT NULL,
+	value     TEXT NOT NULL,
+	n         INTEGER NOT NULL,
+	min_time  INTEGER NOT NULL,
+	max_time  INTEGER NOT NULL,
+	entries   BLOB NOT NULL
+);
+CREATE INDEX postings_term ON postings (field, value, first_row, n, min_time, max_time);
+`,
 }
 
 // entitlementsMigrations version EntitlementsFile.
@@ -193,7 +220,7 @@ func (x *indexDB) close() error {
 // stages' statements and rebuilds a file that is ahead of the store.
 func (s *SQLite) openIndex(ctx context.Context, dir string, index bool) error {
 	var err error
-	if s.ev, err = openIndexDB(ctx, dir, EventsFile, eventsMigrations, 131072, `DELETE FROM events; DELETE FROM batch_rows`); err != nil {
+	if s.ev, err = openIndexDB(ctx, dir, EventsFile, eventsMigrations, 131072, `DELETE FROM events; DELETE FROM batch_rows; DELETE FROM postings`); err != nil {
 		return err
 	}
 	if s.ent, err = openIndexDB(ctx, dir, EntitlementsFile, entitlementsMigrations, 65536, `DELETE FROM entitlements; DELETE FROM entitlement_history`); err != nil {
@@ -223,6 +250,9 @@ func (s *SQLite) prepareIndex(ctx context.Context) error {
 	if s.insEvents, err = prepareMulti(s.ev.w, insertEventsHead, "(?,?,?,?,?,?,?,?,?,?,?,?)", "", 12); err != nil {
 		return err
 	}
+	if s.insPostings, err = prepareMulti(s.ev.w, insertPostingsHead, "(?,?,?,?,?,?,?)", "", 7); err != nil {
+		return err
+	}
 	if s.insGrants, err = prepareMulti(s.ent.w, `INSERT OR IGNORE INTO entitlements (system, scope, kind, name, user_name, since, granted_by, event_id, log_index) VALUES `,
 		"(?,?,?,?,?,?,?,?,?)", "", 9); err != nil {
 		return err
@@ -235,6 +265,7 @@ func (s *SQLite) prepareIndex(ctx context.Context) error {
 
 func (s *SQLite) closeIndex() error {
 	s.insEvents.close()
+	s.insPostings.close()
 	s.insGrants.close()
 	return errors.Join(s.ev.close(), s.ent.close())
 }
@@ -407,6 +438,9 @@ func (s *SQLite) insertEventsTx(ctx context.Context, todo []indexBatch, last int
 	}
 	if err == nil {
 		err = s.recordBatchRows(tx, todo, skipped, before)
+	}
+	if err == nil {
+		err = s.insertPostings(tx, todo, skipped, before+1)
 	}
 	if err == nil {
 		_, err = tx.Stmt(s.ev.stmts[sqlSetThrough]).Exec(last)
