@@ -313,8 +313,9 @@ func openSQLite(ctx context.Context, dir string, logger *slog.Logger, index bool
 	go s.writer()
 	if index {
 		s.kick <- struct{}{} // index what a restart left at once
-		go s.indexer()
-		go s.entitler()
+		reserveBackgroundProcs()
+		runInBackground(s.log, "index events", s.indexer)
+		runInBackground(s.log, "index entitlements", s.entitler)
 	} else {
 		close(s.indexDone)
 	}
