@@ -207,7 +207,7 @@ func (s *SQLite) applyEntitlements(tx *sql.Tx, changes []entChange) error {
 	for _, ec := range changes {
 		h := ec.c.Holding
 		if ec.c.Op == entitlements.Grant {
-			grants = append(grants, h.System, h.Scope, string(h.Kind), h.Name, h.User, unixNano(h.Since), h.GrantedBy, h.EventID, h.LogIndex)
+			grants = append(grants, h.System, h.Scope, h.User, string(h.Kind), h.Name, unixNano(h.Since), h.GrantedBy, h.EventID, h.LogIndex)
 			continue
 		}
 		if err := flush(); err != nil {
@@ -216,7 +216,7 @@ func (s *SQLite) applyEntitlements(tx *sql.Tx, changes []entChange) error {
 		var err error
 		switch ec.c.Op {
 		case entitlements.Revoke:
-			_, err = tx.Stmt(s.ent.stmts[sqlRevoke]).Exec(h.System, h.Scope, string(h.Kind), h.Name, h.User)
+			_, err = tx.Stmt(s.ent.stmts[sqlRevoke]).Exec(h.System, h.Scope, h.User, string(h.Kind), h.Name)
 		case entitlements.RevokeUser:
 			_, err = tx.Stmt(s.ent.stmts[sqlRevokeUser]).Exec(h.System, h.Scope, h.User)
 		case entitlements.RevokeName:
@@ -240,7 +240,9 @@ type EntitlementQuery struct {
 }
 
 // Entitlements returns who holds what now, sorted by system, scope, kind,
-// name and user.
+// name and user. The table is keyed by system first (for the index
+// stage's sake): a query by user or group without a system reads every
+// holding.
 func (s *SQLite) Entitlements(ctx context.Context, q EntitlementQuery) ([]entitlements.Holding, error) {
 	var where []string
 	var args []any

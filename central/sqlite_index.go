@@ -134,6 +134,31 @@ CREATE TABLE index_state (
 );
 INSERT INTO index_state (id, through_batch) VALUES (1, 0);
 `,
+	// 2: the current table keyed by where and whom first, with no
+	// secondary index: the by-user index cost a third of the stage's CPU
+	// per grant (BenchmarkIndexStages: 11.1 -> 7.3 µs/event without it),
+	// while every revoke it served is a key prefix now (a user's holdings
+	// on one system and scope), or, for a deleted group, a scan of one
+	// system and scope's holdings. Queries across systems by user or
+	// group read the whole table (Entitlements).
+	`
+CREATE TABLE entitlements_v2 (
+	system     TEXT NOT NULL,
+	scope      TEXT NOT NULL,
+	user_name  TEXT NOT NULL,
+	kind       TEXT NOT NULL,
+	name       TEXT NOT NULL,
+	since      INTEGER NOT NULL,
+	granted_by TEXT NOT NULL,
+	event_id   TEXT NOT NULL,
+	log_index  INTEGER NOT NULL,
+	PRIMARY KEY (system, scope, user_name, kind, name)
+) WITHOUT ROWID;
+INSERT INTO entitlements_v2 (system, scope, user_name, kind, name, since, granted_by, event_id, log_index)
+	SELECT system, scope, user_name, kind, name, since, granted_by, event_id, log_index FROM entitlements;
+DROP TABLE entitlements;
+ALTER TABLE entitlements_v2 RENAME TO entitlements;
+`,
 }
 
 // indexDB is one file of the derived index.
@@ -153,11 +178,15 @@ type indexDB struct {
 // transactions commit with synchronous=NORMAL: the file is derived from
 // the stored batches and holds its own watermark, so a crash loses at most
 // its newest transactions (WAL recovery keeps a prefix of the commits),
-// which the indexer redoes from the bodies.
+// which the indexer redoes from the bodies. Checkpoints run every 8 MiB of
+// WAL: each one's fsyncs write out what the index wrote since the last, and
+// the ack path's fsyncs (the log's, the store's) wait behind them on the
+// same file system; with 64 MiB checkpoints one ack in ten waited over
+// 250 ms at 50k events/s (BenchmarkIngestSustained, ext4).
 func openIndexDB(ctx context.Context, dir, name string, migs []string, cacheKiB int, reset string) (*indexDB, error) {
 	path := filepath.Join(dir, name)
 	w, db, err := openDB(ctx, path, migs, indexPageSize, "synchronous(NORMAL)", fmt.Sprintf("cache_size(-%d)", cacheKiB),
-		fmt.Sprintf("wal_autocheckpoint(%d)", 64<<20/indexPageSize))
+		fmt.Sprintf("wal_autocheckpoint(%d)", 8<<20/indexPageSize))
 	if err != nil {
 		return nil, fmt.Errorf("open index: %w", err)
 	}
@@ -253,7 +282,7 @@ func (s *SQLite) prepareIndex(ctx context.Context) error {
 	if s.insPostings, err = prepareMulti(s.ev.w, insertPostingsHead, "(?,?,?,?,?,?,?)", "", 7); err != nil {
 		return err
 	}
-	if s.insGrants, err = prepareMulti(s.ent.w, `INSERT OR IGNORE INTO entitlements (system, scope, kind, name, user_name, since, granted_by, event_id, log_index) VALUES `,
+	if s.insGrants, err = prepareMulti(s.ent.w, `INSERT OR IGNORE INTO entitlements (system, scope, user_name, kind, name, since, granted_by, event_id, log_index) VALUES `,
 		"(?,?,?,?,?,?,?,?,?)", "", 9); err != nil {
 		return err
 	}
@@ -722,7 +751,7 @@ const (
 	sqlMaxRow     = `SELECT COALESCE(MAX(id), 0) FROM events`
 	sqlBatchRows  = `INSERT INTO batch_rows (batch_id, first_row, rows) VALUES (?, ?, ?)`
 	sqlHistory    = `INSERT INTO entitlement_history (changes) VALUES (?)`
-	sqlRevoke     = `DELETE FROM entitlements WHERE system = ? AND scope = ? AND kind = ? AND name = ? AND user_name = ?`
+	sqlRevoke     = `DELETE FROM entitlements WHERE system = ? AND scope = ? AND user_name = ? AND kind = ? AND name = ?`
 	sqlRevokeUser = `DELETE FROM entitlements WHERE system = ? AND scope = ? AND user_name = ?`
 	sqlRevokeName = `DELETE FROM entitlements WHERE system = ? AND scope = ? AND kind = ? AND name = ?`
 	// OR IGNORE: an event whose (time, id) is stored is not stored

@@ -15,17 +15,27 @@ import (
 	"github.com/provtrail/provtrail/signer"
 )
 
-// TestSQLiteUpgradeFromV5 opens a data dir written by schema version 5
-// (events and entitlements indexed inside central.db; testdata/store-v5
-// was written by the store of commit 3ac5a0e from three batches: five
-// grants on host-fx-a, four on host-fx-b, and a batch re-reading two of
-// the first events with a removal of user1 on host-fx-a) and checks that
-// after the upgrade the index is rebuilt from the stored bodies in its own
-// files and every query answers as before.
-func TestSQLiteUpgradeFromV5(t *testing.T) {
+// TestSQLiteUpgrade opens data dirs written by earlier releases and checks
+// that after the upgrade the index is rebuilt from the stored bodies in its
+// own files and every query answers as before:
+//   - testdata/store-v5: schema version 5 (events and entitlements indexed
+//     inside central.db), written by the store of commit 3ac5a0e from three
+//     batches: five grants on host-fx-a, four on host-fx-b, and a batch
+//     re-reading two of the first events with a removal of user1 on
+//     host-fx-a;
+//   - testdata/store-v6: the same data dir opened and indexed by the store
+//     of commit 4209259 (index files at their first schema: per-event
+//     indexes in events.db, entitlements keyed by name).
+func TestSQLiteUpgrade(t *testing.T) {
+	for _, from := range []string{"store-v5", "store-v6"} {
+		t.Run(from, func(t *testing.T) { testSQLiteUpgrade(t, from) })
+	}
+}
+
+func testSQLiteUpgrade(t *testing.T, from string) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	if err := os.CopyFS(dir, os.DirFS("testdata/store-v5")); err != nil {
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("testdata", from))); err != nil {
 		t.Fatal(err)
 	}
 	s, err := OpenSQLite(ctx, dir, nil)
@@ -43,6 +53,15 @@ func TestSQLiteUpgradeFromV5(t *testing.T) {
 	for _, f := range []string{EventsFile, EntitlementsFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Fatal(err)
+		}
+	}
+	for _, f := range []struct {
+		x    *indexDB
+		migs []string
+	}{{s.ev, eventsMigrations}, {s.ent, entitlementsMigrations}} {
+		var v int
+		if err := f.x.db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&v); err != nil || v != len(f.migs) {
+			t.Fatalf("%s schema version %d (%v), want %d", f.x.path, v, err, len(f.migs))
 		}
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
