@@ -1,7 +1,9 @@
 package central
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -158,6 +160,27 @@ func benchIngest(b *testing.B, viaHTTPS bool) {
 	b.ReportMetric(float64(p99s[len(p99s)-1].Microseconds())/1000, "p99-ack-ms")
 }
 
+// sendBatch sends one wire batch to central, through the Ingester or its
+// HTTPS API.
+func sendBatch(tc *testCentral, wire []byte, viaHTTPS bool) (*Receipt, error) {
+	if !viaHTTPS {
+		return tc.srv.Ingester().Ingest(context.Background(), wire, "bench")
+	}
+	resp, err := tc.client.Post(tc.url+"/v1/batches", signer.BatchMediaType, bytes.NewReader(wire))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var r Receipt
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return nil, fmt.Errorf("status %d: receipt: %w", resp.StatusCode, err)
+	}
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		r.Retry = true
+	}
+	return &r, nil
+}
+
 // logPhases logs each ingest phase's mean and the share of batches that
 // spent longer than 100 and 250 ms in it: where ack latency goes.
 func logPhases(b *testing.B, m *Metrics) {
@@ -289,21 +312,31 @@ func BenchmarkIndexStages(b *testing.B) {
 // BenchmarkIngestSustained offers a steady load, as a fleet of agents
 // does, instead of BenchmarkIngest's burst: 16 streams send 1000-event
 // batches (every event a group grant, as there) paced to
-// PROVTRAIL_BENCH_RATE events/s in total (default 50,000) for about 10 s,
-// each stream waiting for its ack before the next send as agents do. It
-// reports the rate offered and acknowledged, the indexed rate (events over
-// the time until the last one is queryable and in the entitlement table),
-// the p50/p99 ack latency at that load, and the largest index backlog seen
-// (events acknowledged but not yet indexed). A backlog that stays near one
-// index transaction means the store keeps up with the load; retries count
-// the sends central deferred because its index fell too far behind.
-func BenchmarkIngestSustained(b *testing.B) {
-	rate := 50000
+// PROVTRAIL_BENCH_RATE events/s in total (default 50,000) for
+// PROVTRAIL_BENCH_SECONDS (default 10), each stream waiting for its ack
+// before the next send as agents do. It reports the rate offered and
+// acknowledged, the indexed rate (events over the time until the last one
+// is queryable and in the entitlement table), the p50/p99 ack latency at
+// that load, and the largest index backlog seen (events acknowledged but
+// not yet indexed). A backlog that stays near one index transaction means
+// the store keeps up with the load; retries count the sends central
+// deferred because its index fell too far behind.
+func BenchmarkIngestSustained(b *testing.B) { benchSustained(b, false) }
+
+// BenchmarkIngestSustainedHTTPS is the same load through the HTTPS API
+// (the clients' TLS work shares the 2 cores with central's).
+func BenchmarkIngestSustainedHTTPS(b *testing.B) { benchSustained(b, true) }
+
+func benchSustained(b *testing.B, viaHTTPS bool) {
+	rate, seconds := 50000, 10
 	if v, err := strconv.Atoi(os.Getenv("PROVTRAIL_BENCH_RATE")); err == nil && v > 0 {
 		rate = v
 	}
+	if v, err := strconv.Atoi(os.Getenv("PROVTRAIL_BENCH_SECONDS")); err == nil && v > 0 {
+		seconds = v
+	}
 	const streams, perBatch = 16, 1000
-	batches := max(1, rate*10/(streams*perBatch))
+	batches := max(1, rate*seconds/(streams*perBatch))
 	ids := make([]string, streams)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("bench-%d", i)
@@ -353,7 +386,7 @@ func BenchmarkIngestSustained(b *testing.B) {
 					}
 					t0 := time.Now()
 					for {
-						r, err := tc.srv.Ingester().Ingest(context.Background(), w, "bench")
+						r, err := sendBatch(tc, w, viaHTTPS)
 						if r != nil && r.Retry {
 							// Central asks to slow down (index backlog), as
 							// it would with 503 + Retry-After: wait as an
@@ -406,5 +439,77 @@ func BenchmarkIngestSustained(b *testing.B) {
 			load.events, streams*batches, acked.Seconds(), indexed.Seconds(), loadAvg())
 		logPhases(b, tc.srv.Metrics())
 		b.StartTimer()
+	}
+}
+
+// BenchmarkQuery measures the first page (100 events) of typical queries,
+// and entitlement queries, on a store of 320 batches of 1000 group grants
+// (320,000 events and holdings: user0..user999 on 320 hosts): a selective
+// term (a user, a host) is read from its postings, a term every event has
+// (the action) by scanning events in time order, and entitlements by user
+// or group across systems read the whole table.
+func BenchmarkQuery(b *testing.B) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var last int64
+	for i := range 320 {
+		t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i*1000) * time.Second)
+		body, _ := testEventsAt(fmt.Sprintf("q-%d", i), 1000, t0)
+		evs, _ := parseEvents(body, signer.Digest{byte(i), byte(i >> 8)}, nil)
+		w := testBatchWrite("a1", uint64(i))
+		w.Batch.Body, w.Batch.Events, w.Batch.HeaderHash, w.Events = body, len(evs), []byte{byte(i), byte(i >> 8)}, evs
+		res, err := s.CommitBatch(ctx, w)
+		if err != nil {
+			b.Fatal(err)
+		}
+		last = res.BatchID
+	}
+	if err := s.WaitIndexed(ctx, last); err != nil {
+		b.Fatal(err)
+	}
+	mid := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).Add(160000 * time.Second)
+	for _, tc := range []struct {
+		name string
+		q    EventQuery
+	}{
+		{"user", EventQuery{User: "user7"}},
+		{"host", EventQuery{Host: "host-q-200"}},
+		{"actor+user", EventQuery{Actor: "root", User: "user7"}},
+		{"user+window", EventQuery{User: "user7", Since: mid, Until: mid.Add(24 * time.Hour)}},
+		{"action (every event)", EventQuery{Action: "group.member.add"}},
+		{"group (every event)", EventQuery{Group: "wheel"}},
+		{"window", EventQuery{Since: mid, Until: mid.Add(time.Hour)}},
+		{"absent user", EventQuery{User: "nobody"}},
+	} {
+		b.Run("events/"+tc.name, func(b *testing.B) {
+			q := tc.q
+			q.Limit = 100
+			for b.Loop() {
+				if _, err := s.QueryEvents(ctx, q); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		q    EntitlementQuery
+	}{
+		{"user", EntitlementQuery{User: "user7"}},
+		{"user on one system", EntitlementQuery{User: "user7", System: "linux"}},
+		{"group", EntitlementQuery{Group: "wheel", User: "user7"}},
+	} {
+		b.Run("entitlements/"+tc.name, func(b *testing.B) {
+			for b.Loop() {
+				hs, err := s.Entitlements(ctx, tc.q)
+				if err != nil || len(hs) == 0 {
+					b.Fatal(len(hs), err)
+				}
+			}
+		})
 	}
 }

@@ -987,7 +987,9 @@ func (s *SQLite) QueryEvents(ctx context.Context, q EventQuery) (EventPage, erro
 // scanByTime returns up to n events matching where, in (time, row id)
 // order, read in time order.
 func (s *SQLite) scanByTime(ctx context.Context, where []string, args []any, n int) ([]StoredEvent, error) {
-	sqlq := `SELECT ` + eventCols + ` FROM events`
+	// Without statistics, SQLite would rather scan the table and sort it
+	// than walk the time index when a column is compared for equality.
+	sqlq := `SELECT ` + eventCols + ` FROM events INDEXED BY events_time_id`
 	if len(where) > 0 {
 		sqlq += " WHERE " + strings.Join(where, " AND ")
 	}
