@@ -45,6 +45,9 @@ bench ./central 'BenchmarkIngest$' 1x
 section "central: a steady 50,000 events/s for 10 s (index backlog, p99 ack at that load)"
 bench ./central 'BenchmarkIngestSustained' 1x
 
+section "central: first page of queries and entitlements on 320,000 indexed events"
+bench ./central 'BenchmarkQuery' 20x
+
 section "central: alert rules (50 rules) over the ingest path"
 bench ./central/alerts 'BenchmarkEvaluate50Rules' 20x
 bench ./central 'BenchmarkIngestRules' 1x

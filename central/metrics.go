@@ -103,6 +103,15 @@ func (m *Metrics) phase(name string, start time.Time) time.Time {
 	return now
 }
 
+// watchIndexBacklog exports the number of stored events that wait to be
+// indexed (backlog reports it).
+func (m *Metrics) watchIndexBacklog(backlog func() int) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "provtrail_central_index_backlog_events",
+		Help: "Stored (acknowledged) events not yet indexed: not yet queryable, nor applied to the entitlements.",
+	}, func() float64 { return float64(backlog()) }))
+}
+
 // PhaseTotals returns the total seconds and count observed per ingest
 // phase (for benchmarks and diagnostics).
 func (m *Metrics) PhaseTotals() map[string][2]float64 {

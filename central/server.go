@@ -97,6 +97,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, opts: opts, logger: logger, store: store, log: lg, metrics: NewMetrics()}
+	s.metrics.watchIndexBacklog(store.IndexBacklog)
 	fail := func(err error) (*Server, error) {
 		_ = lg.Close(ctx)
 		store.Close()
