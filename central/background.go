@@ -14,8 +14,9 @@ import (
 // quantum (BenchmarkIngestSustained: the log phase averaged 72 ms at 50k
 // events/s). As RocksDB does for compaction threads, each stage runs on
 // an OS thread of its own with a lower CPU priority (nice), and the Go
-// scheduler gets one more P per stage, so the ack path keeps the Ps it
-// had and the kernel gives the index the CPU time the ack path leaves.
+// scheduler gets one more P per stage (ReserveIndexProcs), so the ack path
+// keeps the Ps it had and the kernel gives the index the CPU time the ack
+// path leaves.
 // Under sustained overload the index falls behind, and ingest defers
 // batches (Retry) once the backlog bound is reached.
 
@@ -26,10 +27,12 @@ const backgroundNice = 10
 // indexStages is how many goroutines run as background stages.
 const indexStages = 2
 
-// reserveBackgroundProcs gives the Go scheduler a P for each background
-// stage on top of its default (unless GOMAXPROCS is set by the operator).
-// It is idempotent: every store that indexes calls it.
-func reserveBackgroundProcs() {
+// ReserveIndexProcs gives the Go scheduler a P for each index stage on top
+// of its default, unless the GOMAXPROCS environment variable sets it: a
+// process that runs central calls it once at start, before New (it sets
+// the process-wide GOMAXPROCS, which also stops the runtime from following
+// later changes of the container's CPU limit).
+func ReserveIndexProcs() {
 	if os.Getenv("GOMAXPROCS") != "" {
 		return
 	}

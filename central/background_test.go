@@ -35,7 +35,7 @@ func TestRunInBackgroundLowersOnlyItsThread(t *testing.T) {
 	}
 }
 
-func TestReserveBackgroundProcsIsIdempotent(t *testing.T) {
+func TestReserveIndexProcs(t *testing.T) {
 	if os.Getenv("GOMAXPROCS") != "" {
 		t.Skip("GOMAXPROCS is set: the operator's value is kept")
 	}
@@ -43,7 +43,7 @@ func TestReserveBackgroundProcsIsIdempotent(t *testing.T) {
 	runtime.SetDefaultGOMAXPROCS()
 	def := runtime.GOMAXPROCS(0)
 	for range 3 {
-		reserveBackgroundProcs()
+		ReserveIndexProcs()
 		if n := runtime.GOMAXPROCS(0); n != def+indexStages {
 			t.Fatalf("GOMAXPROCS %d, want %d", n, def+indexStages)
 		}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -120,6 +121,8 @@ func runLoad(tb testing.TB, tc *testCentral, l *benchLoad, viaHTTPS bool) loadRe
 }
 
 func benchIngest(b *testing.B, viaHTTPS bool) {
+	ReserveIndexProcs()
+	defer runtime.SetDefaultGOMAXPROCS()
 	const streams, batches, perBatch = 16, 10, 1000
 	ids := make([]string, streams)
 	for i := range ids {
@@ -328,6 +331,8 @@ func BenchmarkIngestSustained(b *testing.B) { benchSustained(b, false) }
 func BenchmarkIngestSustainedHTTPS(b *testing.B) { benchSustained(b, true) }
 
 func benchSustained(b *testing.B, viaHTTPS bool) {
+	ReserveIndexProcs()
+	defer runtime.SetDefaultGOMAXPROCS()
 	rate, seconds := 50000, 10
 	if v, err := strconv.Atoi(os.Getenv("PROVTRAIL_BENCH_RATE")); err == nil && v > 0 {
 		rate = v

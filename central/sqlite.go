@@ -313,7 +313,6 @@ func openSQLite(ctx context.Context, dir string, logger *slog.Logger, index bool
 	go s.writer()
 	if index {
 		s.kick <- struct{}{} // index what a restart left at once
-		reserveBackgroundProcs()
 		runInBackground(s.log, "index events", s.indexer)
 		runInBackground(s.log, "index entitlements", s.entitler)
 	} else {

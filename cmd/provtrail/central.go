@@ -56,6 +56,7 @@ func runCentral(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	svc := newDaemonService(log)
+	central.ReserveIndexProcs()
 	srv, err := central.New(ctx, cfg, central.Options{Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "provtrail central: %v\n", err)

@@ -76,6 +76,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	printer := &devPrinter{w: stdout}
+	central.ReserveIndexProcs()
 	srv, err := central.New(ctx, cfg, central.Options{Logger: log.With("component", "central"), OnStored: printer.stored})
 	if err != nil {
 		fmt.Fprintf(stderr, "provtrail dev: %v\n", err)
