@@ -19,7 +19,7 @@ import (
 // cost more CPU than everything else central does with an event; a term
 // that recurs in a transaction (an actor, an action, a host, a user with
 // several changes) now costs a few bytes. Queries read a term's postings
-// and fetch the matching rows by id (queryByPostings).
+// and fetch the matching rows by id (postingsCandidates, fetchCandidates).
 
 // termField is what a term names: its code is stored.
 type termField uint8
