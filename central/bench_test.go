@@ -313,8 +313,9 @@ func BenchmarkIndexStages(b *testing.B) {
 }
 
 // BenchmarkIngestSustained offers a steady load, as a fleet of agents
-// does, instead of BenchmarkIngest's burst: 16 streams send 1000-event
-// batches (every event a group grant, as there) paced to
+// does, instead of BenchmarkIngest's burst: 16 streams
+// (PROVTRAIL_BENCH_STREAMS) send 1000-event batches (PROVTRAIL_BENCH_BATCH;
+// every event a group grant, as there) paced to
 // PROVTRAIL_BENCH_RATE events/s in total (default 50,000) for
 // PROVTRAIL_BENCH_SECONDS (default 10), each stream waiting for its ack
 // before the next send as agents do. It reports the rate offered and
@@ -340,7 +341,13 @@ func benchSustained(b *testing.B, viaHTTPS bool) {
 	if v, err := strconv.Atoi(os.Getenv("PROVTRAIL_BENCH_SECONDS")); err == nil && v > 0 {
 		seconds = v
 	}
-	const streams, perBatch = 16, 1000
+	streams, perBatch := 16, 1000
+	if v, err := strconv.Atoi(os.Getenv("PROVTRAIL_BENCH_STREAMS")); err == nil && v > 0 {
+		streams = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("PROVTRAIL_BENCH_BATCH")); err == nil && v > 0 {
+		perBatch = v
+	}
 	batches := max(1, rate*seconds/(streams*perBatch))
 	ids := make([]string, streams)
 	for i := range ids {
@@ -378,7 +385,7 @@ func benchSustained(b *testing.B, viaHTTPS bool) {
 			}
 		}()
 		for s, wires := range load.streams {
-			offset := interval * time.Duration(s) / streams
+			offset := interval * time.Duration(s) / time.Duration(streams)
 			wg.Go(func() {
 				for i, w := range wires {
 					due := start.Add(offset + time.Duration(i)*interval)
