@@ -34,7 +34,7 @@ func TestDev(t *testing.T) {
 		t.Fatalf("dev exit %d: %s", code, errs)
 	}
 	code, vout, verr := runCmd(t, "verify", "--config", filepath.Join(dataDir, "central.hcl"), "--quiet")
-	if code != 0 || !strings.Contains(vout, "verified: no problems found") {
+	if code != 0 || !strings.Contains(vout, "verified: no problems found") || !strings.Contains(vout, "ok   query index: ") {
 		t.Fatalf("verify after dev: %d\n%s\n%s", code, vout, verr)
 	}
 	// A second run reuses the keys and continues the chain.
