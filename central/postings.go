@@ -368,22 +368,21 @@ func (t term) String() string {
 // differ: with them, a query would miss events or return others. It
 // returns how many postings rows it checked.
 func (s *SQLite) checkPostings(ctx context.Context, fail func(format string, args ...any)) (int, error) {
-	var minRow, maxRow int64
-	if err := s.ev.db.QueryRowContext(ctx, `SELECT COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) FROM events`).Scan(&minRow, &maxRow); err != nil {
-		return 0, fmt.Errorf("event rows: %w", err)
-	}
-	rows, err := s.ev.db.QueryContext(ctx, `SELECT first_row, field, value, n, min_time, max_time, entries FROM postings ORDER BY id`)
+	// One read transaction: a central indexing meanwhile commits events
+	// and their postings together, and the check sees neither.
+	tx, err := s.ev.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return 0, fmt.Errorf("postings: %w", err)
 	}
-	defer rows.Close()
+	defer tx.Rollback()
+	var minRow, maxRow int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) FROM events`).Scan(&minRow, &maxRow); err != nil {
+		return 0, fmt.Errorf("event rows: %w", err)
+	}
 	checked := 0
 	var group []postingRow
 	// Row ids before the first transaction's are covered by none.
-	covered := minRow
-	if minRow == 0 {
-		covered = 1
-	}
+	covered := max(minRow, 1)
 	flush := func(end int64) error {
 		first := covered
 		if len(group) > 0 {
@@ -392,12 +391,12 @@ func (s *SQLite) checkPostings(ctx context.Context, fail func(format string, arg
 		if first > covered {
 			// Rows no stored postings cover: recompute them as one
 			// transaction that stored nothing.
-			if err := s.comparePostings(ctx, covered, first, nil, fail); err != nil {
+			if err := comparePostings(ctx, tx, covered, first, nil, fail); err != nil {
 				return err
 			}
 		}
 		if len(group) > 0 {
-			if err := s.comparePostings(ctx, first, end, group, fail); err != nil {
+			if err := comparePostings(ctx, tx, first, end, group, fail); err != nil {
 				return err
 			}
 		}
@@ -405,37 +404,69 @@ func (s *SQLite) checkPostings(ctx context.Context, fail func(format string, arg
 		group = group[:0]
 		return nil
 	}
-	for rows.Next() {
-		var r postingRow
-		var f int
-		if err := rows.Scan(&r.firstRow, &f, &r.term.value, &r.n, &r.minT, &r.maxT, &r.entries); err != nil {
-			return checked, fmt.Errorf("postings: %w", err)
-		}
-		r.term.field = termField(f)
-		checked++
-		if len(group) > 0 && r.firstRow == group[0].firstRow {
-			group = append(group, r)
-			continue
-		}
-		if len(group) > 0 && r.firstRow < group[0].firstRow || r.firstRow < covered {
-			fail("query index: postings for rows from %d are stored after those from row %d (out of index order)", r.firstRow, covered)
-			continue
-		}
-		if err := flush(r.firstRow); err != nil {
+	// Read in chunks by row id (insertion order), so that no query is
+	// open on the transaction while the event rows are read.
+	var after int64
+	for {
+		chunk, err := readPostingRows(ctx, tx, after, 1024)
+		if err != nil {
 			return checked, err
 		}
-		group = append(group, r)
-	}
-	if err := rows.Err(); err != nil {
-		return checked, fmt.Errorf("postings: %w", err)
+		if len(chunk) == 0 {
+			break
+		}
+		after = chunk[len(chunk)-1].id
+		for _, r := range chunk {
+			checked++
+			if len(group) > 0 && r.firstRow == group[0].firstRow {
+				group = append(group, r.postingRow)
+				continue
+			}
+			if len(group) > 0 && r.firstRow < group[0].firstRow || r.firstRow < covered {
+				fail("query index: postings for rows from %d are stored after those from row %d (out of index order)", r.firstRow, covered)
+				continue
+			}
+			if err := flush(r.firstRow); err != nil {
+				return checked, err
+			}
+			group = append(group, r.postingRow)
+		}
 	}
 	return checked, flush(maxRow + 1)
 }
 
+type storedPosting struct {
+	id int64
+	postingRow
+}
+
+// readPostingRows reads up to n postings rows after row id after.
+func readPostingRows(ctx context.Context, tx *sql.Tx, after int64, n int) ([]storedPosting, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, first_row, field, value, n, min_time, max_time, entries FROM postings WHERE id > ? ORDER BY id LIMIT ?`, after, n)
+	if err != nil {
+		return nil, fmt.Errorf("postings: %w", err)
+	}
+	defer rows.Close()
+	var out []storedPosting
+	for rows.Next() {
+		var r storedPosting
+		var f int
+		if err := rows.Scan(&r.id, &r.firstRow, &f, &r.term.value, &r.n, &r.minT, &r.maxT, &r.entries); err != nil {
+			return nil, fmt.Errorf("postings: %w", err)
+		}
+		r.term.field = termField(f)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postings: %w", err)
+	}
+	return out, nil
+}
+
 // comparePostings compares the stored postings of the transaction that
 // stored rows first to end-1 with those its event rows give.
-func (s *SQLite) comparePostings(ctx context.Context, first, end int64, stored []postingRow, fail func(string, ...any)) error {
-	evs, err := s.queryEventRows(ctx, `SELECT `+eventCols+` FROM events WHERE id >= ? AND id < ? ORDER BY id`, first, end)
+func comparePostings(ctx context.Context, tx *sql.Tx, first, end int64, stored []postingRow, fail func(string, ...any)) error {
+	evs, err := queryEventRows(ctx, tx, `SELECT `+eventCols+` FROM events WHERE id >= ? AND id < ? ORDER BY id`, first, end)
 	if err != nil {
 		return fmt.Errorf("event rows %d to %d: %w", first, end-1, err)
 	}

@@ -997,7 +997,16 @@ func (s *SQLite) scanByTime(ctx context.Context, where []string, args []any, n i
 }
 
 func (s *SQLite) queryEventRows(ctx context.Context, sqlq string, args ...any) ([]StoredEvent, error) {
-	rows, err := s.ev.db.QueryContext(ctx, sqlq, args...)
+	return queryEventRows(ctx, s.ev.db, sqlq, args...)
+}
+
+// rowQuerier is a *sql.DB or *sql.Tx.
+type rowQuerier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func queryEventRows(ctx context.Context, db rowQuerier, sqlq string, args ...any) ([]StoredEvent, error) {
+	rows, err := db.QueryContext(ctx, sqlq, args...)
 	if err != nil {
 		return nil, err
 	}
