@@ -21,7 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/provtrail/provtrail/pipeline/internal/atomicfile"
+	"github.com/provtrail/provtrail/internal/atomicfile"
 	"github.com/provtrail/provtrail/pipeline/spool"
 	"github.com/provtrail/provtrail/signer"
 )

@@ -24,7 +24,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/provtrail/provtrail/pipeline/internal/atomicfile"
+	"github.com/provtrail/provtrail/internal/atomicfile"
 	"github.com/provtrail/provtrail/signer"
 )
 

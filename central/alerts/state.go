@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/provtrail/provtrail/internal/atomicfile"
 )
 
 // FileState keeps rule state in one JSON file, replaced atomically (write,
@@ -33,33 +34,8 @@ func (f FileState) LoadAlertState(context.Context) ([]byte, error) {
 
 // SaveAlertState replaces the saved state.
 func (f FileState) SaveAlertState(_ context.Context, state []byte) error {
-	dir := filepath.Dir(f.Path)
-	tmp, err := os.CreateTemp(dir, ".alert-state-*")
-	if err != nil {
-		return fmt.Errorf("create alert state in %s: %w", dir, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(state); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write alert state: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync alert state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close alert state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), f.Path); err != nil {
-		return fmt.Errorf("replace alert state %s: %w", f.Path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
+	if err := atomicfile.Write(f.Path, state); err != nil {
+		return fmt.Errorf("save alert state: %w", err)
 	}
 	return nil
 }

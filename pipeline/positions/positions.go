@@ -19,7 +19,7 @@ import (
 	"sync"
 
 	"github.com/provtrail/provtrail/collectors"
-	"github.com/provtrail/provtrail/pipeline/internal/atomicfile"
+	"github.com/provtrail/provtrail/internal/atomicfile"
 )
 
 // MaxFileBytes bounds the positions file.
