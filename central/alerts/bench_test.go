@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,63 +14,11 @@ import (
 	"github.com/provtrail/provtrail/internal/hclconfig"
 )
 
-// BenchmarkEvaluate50Rules measures rule evaluation per event with 50 rules
-// loaded, on a mix of actions like a real trail (mostly password changes and
-// modifications). Compare ns/event with the ingest path's cost per event.
+// BenchmarkEvaluate50Rules measures rule evaluation per event with the 50
+// benchmark rules (benchEngine), on a mix of actions like a real trail
+// (mostly password changes and modifications). Compare ns/event with the ingest path's cost per event.
 func BenchmarkEvaluate50Rules(b *testing.B) {
-	var src strings.Builder
-	src.WriteString("variables {\n  privileged_groups = [\"sudo\", \"wheel\", \"admins\", \"docker\"]\n}\n")
-	actions := event.Actions()
-	for i := range 45 {
-		a := actions[i%len(actions)]
-		fmt.Fprintf(&src, "alert \"r%d\" {\n  when = event.action == %q && event.actor.name == \"svc-%d\"\n}\n", i, a, i)
-	}
-	src.WriteString(`alert "priv" {
-  when = event.action == "group.member.add" && contains(var.privileged_groups, event.target.group.name)
-}
-alert "burst" {
-  when = event.action == "privilege.grant"
-  group_by = [event.actor.name]
-  threshold {
-    count = 1000000
-    within = "10m"
-  }
-}
-alert "seq" {
-  sequence {
-    first = event.action == "user.create"
-    then = event.action == "user.delete"
-    same = [event.target.user.name]
-    within = "1h"
-  }
-}
-alert "failures" {
-  when = event.action == "password.change" && event.outcome == "failure"
-}
-alert "root" {
-  when = contains(["user.create", "user.delete"], event.action) && event.actor.name == "root"
-}
-`)
-	f, diags := hclconfig.ParseBytes("bench.hcl", []byte(src.String()))
-	if diags.HasErrors() {
-		b.Fatal(diags)
-	}
-	content, diags := f.Body.Content(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "variables"}, {Type: "alert", LabelNames: []string{"name"}}}})
-	if diags.HasErrors() {
-		b.Fatal(diags)
-	}
-	cfg, diags := DecodeConfig(content.Blocks, hclconfig.EvalContext(".", nil))
-	if diags.HasErrors() {
-		b.Fatal(diags)
-	}
-	if len(cfg.Rules) != 50 {
-		b.Fatalf("%d rules", len(cfg.Rules))
-	}
-	eng, err := New(context.Background(), cfg, nil, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer eng.Close()
+	eng := benchEngine(b, Options{})
 	mix := []event.Action{event.PasswordChange, event.PasswordChange, event.UserModify, event.PasswordChange,
 		event.GroupMemberAdd, event.UserModify, event.PasswordChange, event.UserCreate, event.PrivilegeGrant, event.UserDelete}
 	batch := make([]Indexed, 500)
@@ -98,23 +45,7 @@ alert "root" {
 func BenchmarkEvaluateStored50Rules(b *testing.B) {
 	for _, load := range []string{"mixed", "allgrants", "allgrants-names"} {
 		b.Run(load, func(b *testing.B) {
-			f, diags := hclconfig.ParseBytes("bench.hcl", benchRules(b))
-			if diags.HasErrors() {
-				b.Fatal(diags)
-			}
-			content, diags := f.Body.Content(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "variables"}, {Type: "alert", LabelNames: []string{"name"}}}})
-			if diags.HasErrors() {
-				b.Fatal(diags)
-			}
-			cfg, diags := DecodeConfig(content.Blocks, hclconfig.EvalContext(".", nil))
-			if diags.HasErrors() {
-				b.Fatal(diags)
-			}
-			eng, err := New(context.Background(), cfg, nil, Options{State: FileState{Path: b.TempDir() + "/state.json"}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer eng.Close()
+			eng := benchEngine(b, Options{State: FileState{Path: b.TempDir() + "/state.json"}})
 			mix := []string{"password.change", "password.change", "user.modify", "password.change", "group.member.add",
 				"user.modify", "password.change", "user.create", "privilege.grant", "user.delete"}
 			t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -147,14 +78,34 @@ func BenchmarkEvaluateStored50Rules(b *testing.B) {
 	}
 }
 
-// benchRules is central's BenchmarkIngestRules rule set
+// benchEngine is an engine with central's BenchmarkIngestRules rule set
 // (testdata/bench-50-rules.hcl): 45 literal rules, a privileged grant
 // through var, and a threshold and a sequence that keep state for every
-// group.member.add.
-func benchRules(tb testing.TB) []byte {
-	b, err := os.ReadFile(filepath.Join("testdata", "bench-50-rules.hcl"))
+// group.member.add. It is closed when the benchmark ends.
+func benchEngine(b *testing.B, opts Options) *Engine {
+	src, err := os.ReadFile(filepath.Join("testdata", "bench-50-rules.hcl"))
 	if err != nil {
-		tb.Fatal(err)
+		b.Fatal(err)
 	}
-	return b
+	f, diags := hclconfig.ParseBytes("bench-50-rules.hcl", src)
+	if diags.HasErrors() {
+		b.Fatal(diags)
+	}
+	content, diags := f.Body.Content(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "variables"}, {Type: "alert", LabelNames: []string{"name"}}}})
+	if diags.HasErrors() {
+		b.Fatal(diags)
+	}
+	cfg, diags := DecodeConfig(content.Blocks, hclconfig.EvalContext(".", nil))
+	if diags.HasErrors() {
+		b.Fatal(diags)
+	}
+	if len(cfg.Rules) != 50 {
+		b.Fatalf("%d rules", len(cfg.Rules))
+	}
+	eng, err := New(context.Background(), cfg, nil, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { eng.Close() })
+	return eng
 }
