@@ -341,7 +341,7 @@ func (s *SQLite) fetchCandidates(ctx context.Context, ids []int64, where []strin
 		for _, id := range chunk {
 			qargs = append(qargs, id)
 		}
-		evs, err := s.queryEventRows(ctx, q, append(qargs, args...)...)
+		evs, err := queryEventRows(ctx, s.ev.db, q, append(qargs, args...)...)
 		if err != nil {
 			return nil, err
 		}

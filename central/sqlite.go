@@ -777,25 +777,12 @@ func scanEvent(scan func(...any) error) (StoredEvent, error) {
 func (s *SQLite) BatchEvents(ctx context.Context, batchID int64) ([]StoredEvent, error) {
 	// The batch's stored events are one range of rows (none when every
 	// event was stored before, by an earlier batch).
-	rows, err := s.ev.db.QueryContext(ctx, `SELECT `+eventCols+` FROM events
+	out, err := queryEventRows(ctx, s.ev.db, `SELECT `+eventCols+` FROM events
 		WHERE id >= (SELECT first_row FROM batch_rows WHERE batch_id = ?1)
 		AND id < (SELECT first_row + rows FROM batch_rows WHERE batch_id = ?1) ORDER BY id`, batchID)
 	if err != nil {
 		return nil, fmt.Errorf("batch %d events: %w", batchID, err)
 	}
-	defer rows.Close()
-	var out []StoredEvent
-	for rows.Next() {
-		e, err := scanEvent(rows.Scan)
-		if err != nil {
-			return nil, fmt.Errorf("batch %d events: %w", batchID, err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("batch %d events: %w", batchID, err)
-	}
-	rows.Close()
 	return out, s.fillJSON(ctx, out)
 }
 
@@ -993,11 +980,7 @@ func (s *SQLite) scanByTime(ctx context.Context, where []string, args []any, n i
 		sqlq += " WHERE " + strings.Join(where, " AND ")
 	}
 	sqlq += " ORDER BY time, id LIMIT ?"
-	return s.queryEventRows(ctx, sqlq, append(args, n)...)
-}
-
-func (s *SQLite) queryEventRows(ctx context.Context, sqlq string, args ...any) ([]StoredEvent, error) {
-	return queryEventRows(ctx, s.ev.db, sqlq, args...)
+	return queryEventRows(ctx, s.ev.db, sqlq, append(args, n)...)
 }
 
 // rowQuerier is a *sql.DB or *sql.Tx.
@@ -1005,6 +988,7 @@ type rowQuerier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
+// queryEventRows runs a query selecting eventCols and scans its rows.
 func queryEventRows(ctx context.Context, db rowQuerier, sqlq string, args ...any) ([]StoredEvent, error) {
 	rows, err := db.QueryContext(ctx, sqlq, args...)
 	if err != nil {
